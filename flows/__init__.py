@@ -1,0 +1,3 @@
+"""Simulation of SAM flows: vector fields, integrators and trajectories."""
+from .field import NumpyField
+from .trajectory import DominantSwitch, Trajectory

@@ -1,0 +1,349 @@
+"""The problem description: data, network depth, algorithm, loss and initialisation.
+
+A :class:`Problem` is the first stage of the toolkit's data path
+(problem → derived system → trajectory → verdict → report).  It is built from a
+TOML or JSON file (:func:`load_problem`) or directly in Python, and it is validated
+on construction, so every later stage may assume a well-formed, linearly separable
+problem.
+
+>>> p = Problem(depth=2, algorithm="l2-sam", rho=0.5, X=[[3.0, 2.0, 1.0]], y=[1],
+...             init=Init(scale=0.2))
+>>> p.initial_weights().shape
+(2, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ProblemError
+
+ALGORITHMS = ("gd", "l2-sam", "linf-sam", "usam")
+LOSSES = ("exp", "logistic")
+
+# Keys a problem file may hold; everything else is rejected by name.
+_TOP_KEYS = {"depth", "algorithm", "rho", "loss", "X", "y", "data", "init", "name", "description"}
+_INIT_KEYS = {"scale", "layers"}
+
+
+@dataclass(frozen=True, eq=False)
+class Init:
+    """Initial weights: exactly one of ``scale`` (every layer ``scale * ones(d)``) or
+    ``layers`` (``L`` rows of ``d`` numbers)."""
+
+    scale: float | None = None
+    layers: tuple[tuple[float, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.scale is None) == (self.layers is None):
+            raise ProblemError("init: give exactly one of 'scale' or 'layers'")
+        if self.scale is not None:
+            object.__setattr__(self, "scale", _finite_float(self.scale, "init.scale"))
+        else:
+            rows = _matrix(self.layers, "init.layers")
+            object.__setattr__(self, "layers", tuple(tuple(r) for r in rows.tolist()))
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.scale is not None:
+            return {"scale": self.scale}
+        return {"layers": [list(r) for r in self.layers]}
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A SAM implicit-bias problem on an L-layer linear diagonal network.
+
+    ``X`` is ``n x d``, ``y`` has entries in {-1, +1}; ``rho`` is ignored by GD.
+    Construction validates everything (shapes, finiteness, separability) and raises
+    :class:`~sambias.errors.ProblemError` with a one-line message on bad input.
+
+    >>> Problem(depth=1, algorithm="gd", X=[[1.0, 2.0]], y=[-1], init=Init(scale=0.0)).n
+    1
+    """
+
+    depth: int
+    algorithm: str
+    X: Any
+    y: Any
+    init: Init
+    rho: float = 0.0
+    loss: str = "exp"
+    name: str = ""
+    description: str = ""
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)):
+            raise ProblemError(f"depth: expected an integer, got {_kind(self.depth)}")
+        if self.depth < 1:
+            raise ProblemError(f"depth: must be >= 1, got {self.depth}")
+        object.__setattr__(self, "depth", int(self.depth))
+        if not isinstance(self.algorithm, str) or self.algorithm not in ALGORITHMS:
+            raise ProblemError(
+                f"algorithm: unknown algorithm {self.algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+        if not isinstance(self.loss, str) or self.loss not in LOSSES:
+            raise ProblemError(f"loss: unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
+        rho = _finite_float(self.rho, "rho")
+        if rho < 0:
+            raise ProblemError(f"rho: must be >= 0, got {rho:g}")
+        object.__setattr__(self, "rho", rho)
+        X = _matrix(self.X, "X")
+        y = _vector(self.y, "y")
+        if y.shape[0] != X.shape[0]:
+            raise ProblemError(f"y: has {y.shape[0]} labels but X has {X.shape[0]} rows")
+        if not np.all(np.isin(y, (-1.0, 1.0))):
+            bad = y[~np.isin(y, (-1.0, 1.0))][0]
+            raise ProblemError(f"y: labels must be -1 or +1, got {bad:g}")
+        X.setflags(write=False)
+        y.setflags(write=False)
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "y", y)
+        if not isinstance(self.init, Init):
+            raise ProblemError(f"init: expected an Init, got {_kind(self.init)}")
+        if self.init.layers is not None:
+            shape = (len(self.init.layers), len(self.init.layers[0]))
+            if shape != (self.depth, self.dim):
+                raise ProblemError(
+                    f"init.layers: expected {self.depth} rows of {self.dim} numbers (depth x d), got {shape[0]} x {shape[1]}")
+        if not is_linearly_separable(X, y):
+            raise ProblemError("data: not linearly separable (no beta with y_i <beta, x_i> >= 1; HiGHS LP infeasible)")
+
+    # --- derived data ---------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return int(self.X.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Number of coordinates ``d``."""
+        return int(self.X.shape[1])
+
+    @property
+    def signed_data(self) -> np.ndarray:
+        """``A = y[:, None] * X``, so that the margins are ``z = A @ beta``."""
+        return self.y[:, None] * self.X
+
+    def initial_weights(self) -> np.ndarray:
+        """The ``(depth, d)`` array of initial layer weights."""
+        if self.init.scale is not None:
+            return np.full((self.depth, self.dim), self.init.scale, dtype=float)
+        return np.array(self.init.layers, dtype=float)
+
+    def replace(self, **changes: Any) -> "Problem":
+        """A validated copy with some fields changed (``init_scale=`` is a shortcut)."""
+        if "init_scale" in changes:
+            changes["init"] = Init(scale=changes.pop("init_scale"))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as read, with defaults filled in (JSON-ready)."""
+        out: dict[str, Any] = {
+            "depth": self.depth, "algorithm": self.algorithm, "rho": self.rho, "loss": self.loss,
+            "X": self.X.tolist(), "y": [int(v) for v in self.y], "init": self.init.to_dict(),
+        }
+        if self.name:
+            out["name"] = self.name
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    def __repr__(self) -> str:
+        init = f"scale={self.init.scale:g}" if self.init.scale is not None else "layers"
+        return (f"Problem(L={self.depth}, {self.algorithm}, rho={self.rho:g}, loss={self.loss}, "
+                f"n={self.n}, d={self.dim}, init {init})")
+
+
+# --- reading files -------------------------------------------------------------
+def load_problem(path: str | Path) -> Problem:
+    """Read a problem from a ``.toml`` or ``.json`` file.
+
+    Numbers are parsed as exact decimals first, so a value float64 cannot hold is
+    reported rather than silently turned into ``inf``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProblemError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProblemError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    if path.suffix.lower() == ".json":
+        raw = _parse_json(text, path)
+    else:
+        raw = _parse_toml(text, path)
+    try:
+        return problem_from_dict(raw, base_dir=path.parent, source=str(path))
+    except ProblemError as exc:
+        raise ProblemError(f"{path}: {exc}") from None
+
+
+def problem_from_dict(raw: Mapping[str, Any], *, base_dir: Path | None = None,
+                      source: str | None = None) -> Problem:
+    """Build a :class:`Problem` from the mapping a problem file holds."""
+    if not isinstance(raw, Mapping):
+        raise ProblemError("the file must hold a table of keys")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise ProblemError(f"unknown key {unknown[0]!r}")
+    for key in ("depth", "algorithm", "init"):
+        if key not in raw:
+            raise ProblemError(f"missing key {key!r}")
+    algorithm = raw["algorithm"]
+    if "rho" not in raw and algorithm != "gd":
+        raise ProblemError(f"missing key 'rho' (required by algorithm {algorithm!r})")
+    X, y = _data(raw, base_dir)
+    init_raw = raw["init"]
+    if not isinstance(init_raw, Mapping):
+        raise ProblemError(f"init: expected a table with 'scale' or 'layers', got {_kind(init_raw)}")
+    unknown = sorted(set(init_raw) - _INIT_KEYS)
+    if unknown:
+        raise ProblemError(f"unknown key 'init.{unknown[0]}'")
+    init = Init(scale=init_raw.get("scale"), layers=init_raw.get("layers"))
+    for key in ("name", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ProblemError(f"{key}: expected a string, got {_kind(raw[key])}")
+    return Problem(depth=raw["depth"], algorithm=algorithm, rho=raw.get("rho", 0.0),
+                   loss=raw.get("loss", "exp"), X=X, y=y, init=init,
+                   name=raw.get("name", ""), description=raw.get("description", ""), source=source)
+
+
+def _parse_toml(text: str, path: Path) -> dict:
+    try:
+        return tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProblemError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _parse_json(text: str, path: Path) -> dict:
+    def constant(name: str) -> Any:
+        raise ProblemError(f"{path}: {name} is not a number (NaN/Inf are not allowed)")
+
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=constant)
+    except json.JSONDecodeError as exc:
+        raise ProblemError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def _data(raw: Mapping[str, Any], base_dir: Path | None) -> tuple[Any, Any]:
+    has_inline = "X" in raw or "y" in raw
+    if "data" in raw:
+        if has_inline:
+            raise ProblemError("give either 'data' or 'X' and 'y', not both")
+        ref = raw["data"]
+        if not isinstance(ref, str):
+            raise ProblemError(f"data: expected a path to an .npz file, got {_kind(ref)}")
+        npz = Path(ref) if base_dir is None or Path(ref).is_absolute() else base_dir / ref
+        try:
+            # allow_pickle=False: a swapped file must never run code.
+            with np.load(npz, allow_pickle=False) as archive:
+                if "X" not in archive or "y" not in archive:
+                    raise ProblemError(f"data: {npz} must hold arrays 'X' and 'y'")
+                return archive["X"], archive["y"]
+        except ProblemError:
+            raise
+        except FileNotFoundError:
+            raise ProblemError(f"data: no such file {npz}") from None
+        except (OSError, ValueError) as exc:
+            raise ProblemError(f"data: cannot read {npz} as an .npz of numeric arrays ({exc})") from None
+    for key in ("X", "y"):
+        if key not in raw:
+            raise ProblemError(f"missing key {key!r} (or give 'data')")
+    return raw["X"], raw["y"]
+
+
+# --- validation helpers ----------------------------------------------------------
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, Decimal, np.integer, np.floating))
+
+
+def _finite_float(value: Any, where: str) -> float:
+    if not _is_number(value):
+        raise ProblemError(f"{where}: expected a number, got {_kind(value)}")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ProblemError(f"{where}: must be finite, got {value}")
+        out = float(value)
+        if math.isinf(out):
+            raise ProblemError(f"{where}: {value} is outside float64's range")
+        return out
+    try:
+        out = float(value)
+    except OverflowError:
+        raise ProblemError(f"{where}: {value} is outside float64's range") from None
+    if not math.isfinite(out):
+        raise ProblemError(f"{where}: must be finite, got {out}")
+    return out
+
+
+def _matrix(value: Any, where: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        if value.ndim != 2 or value.size == 0:
+            raise ProblemError(f"{where}: expected a non-empty 2-D array, got shape {value.shape}")
+        if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
+            raise ProblemError(f"{where}: expected real numbers, got dtype {value.dtype}")
+        out = value.astype(float)
+        if not np.all(np.isfinite(out)):
+            raise ProblemError(f"{where}: contains NaN or Inf")
+        return out
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ProblemError(f"{where}: expected a non-empty list of rows, got {_kind(value) if value != [] else 'an empty list'}")
+    rows = []
+    for i, row in enumerate(value):
+        if not isinstance(row, (list, tuple)):
+            raise ProblemError(f"{where}: row {i} is {_kind(row)}, expected a list of numbers")
+        rows.append([_finite_float(v, f"{where}[{i}][{j}]") for j, v in enumerate(row)])
+    width = len(rows[0])
+    if width == 0:
+        raise ProblemError(f"{where}: rows are empty")
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise ProblemError(f"{where}: ragged rows (row 0 has {width} entries, row {i} has {len(row)})")
+    return np.array(rows, dtype=float)
+
+
+def _vector(value: Any, where: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.size == 0:
+            raise ProblemError(f"{where}: expected a non-empty 1-D array, got shape {value.shape}")
+        if not np.issubdtype(value.dtype, np.number):
+            raise ProblemError(f"{where}: expected numbers, got dtype {value.dtype}")
+        out = value.astype(float)
+        if not np.all(np.isfinite(out)):
+            raise ProblemError(f"{where}: contains NaN or Inf")
+        return out
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ProblemError(f"{where}: expected a non-empty list of numbers, got {_kind(value) if value != [] else 'an empty list'}")
+    return np.array([_finite_float(v, f"{where}[{i}]") for i, v in enumerate(value)], dtype=float)
+
+
+def is_linearly_separable(X: np.ndarray, y: np.ndarray) -> bool:
+    """Whether some ``beta`` has ``y_i <beta, x_i> >= 1`` for all ``i`` (an LP, HiGHS)."""
+    from scipy.optimize import linprog
+
+    A = np.asarray(y, float)[:, None] * np.asarray(X, float)
+    d = A.shape[1]
+    res = linprog(np.zeros(d), A_ub=-A, b_ub=-np.ones(A.shape[0]), bounds=[(None, None)] * d,
+                  method="highs")
+    return res.status == 0

@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures for keeping a proof's claims under regression tests."""
