@@ -165,11 +165,14 @@ class Problem:
 
 # --- reading files -------------------------------------------------------------
 def load_problem(path: str | Path) -> Problem:
-    """Read a problem from a ``.toml`` or ``.json`` file.
+    """Read a problem from a ``.toml`` or ``.json`` file, or a built-in example
+    given as ``example:NAME`` (see ``sambias.examples.example_names()``).
 
     Numbers are parsed as exact decimals first, so a value float64 cannot hold is
     reported rather than silently turned into ``inf``.
     """
+    if isinstance(path, str) and path.startswith(EXAMPLE_PREFIX):
+        path = _example(path[len(EXAMPLE_PREFIX):])
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -185,6 +188,18 @@ def load_problem(path: str | Path) -> Problem:
         return problem_from_dict(raw, base_dir=path.parent, source=str(path))
     except ProblemError as exc:
         raise ProblemError(f"{path}: {exc}") from None
+
+
+EXAMPLE_PREFIX = "example:"
+
+
+def _example(name: str) -> Path:
+    from sambias.examples import example_names, example_path
+
+    try:
+        return example_path(name)
+    except KeyError:
+        raise ProblemError(f"no built-in example {name!r}; known: {', '.join(example_names())}") from None
 
 
 def problem_from_dict(raw: Mapping[str, Any], *, base_dir: Path | None = None,
