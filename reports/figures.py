@@ -62,7 +62,7 @@ def share_figure(trajectories: Sequence, titles: Sequence[str]) -> Figure:
         for switch in tr.dominant:
             ax.axvline(switch.log10_t, color="0.8", lw=0.6, zorder=0)
         ax.set_xlabel(label)
-        ax.set_ylabel(r"$|\beta_j| / \lVert\beta\rVert_1$")
+        ax.set_ylabel(r"$|\beta_j| / \Vert\beta\Vert_1$")
         ax.set_title(f"{title}\n{tr.status}", fontsize=9)
         ax.set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=7, loc="best")

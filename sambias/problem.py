@@ -322,10 +322,14 @@ def _matrix(value: Any, where: str) -> np.ndarray:
         if not np.all(np.isfinite(out)):
             raise ProblemError(f"{where}: contains NaN or Inf")
         return out
+    if isinstance(value, (list, tuple)) and value and all(isinstance(r, np.ndarray) for r in value):
+        value = [r.tolist() if r.ndim == 1 else r for r in value]
     if not isinstance(value, (list, tuple)) or not value:
         raise ProblemError(f"{where}: expected a non-empty list of rows, got {_kind(value) if value != [] else 'an empty list'}")
     rows = []
     for i, row in enumerate(value):
+        if isinstance(row, np.ndarray) and row.ndim == 1:
+            row = row.tolist()
         if not isinstance(row, (list, tuple)):
             raise ProblemError(f"{where}: row {i} is {_kind(row)}, expected a list of numbers")
         rows.append([_finite_float(v, f"{where}[{i}][{j}]") for j, v in enumerate(row)])

@@ -1,0 +1,57 @@
+"""Verification: reference solutions, checks on trajectories, the claim catalogue, the
+``sambias verify`` command and the pytest plugin.
+
+Names are loaded on first use, so that importing this package (which every pytest run
+does, through the plugin) stays cheap.
+
+>>> from sambias.verify import catalogue, run_claims
+>>> [r.verdict.outcome for r in run_claims(["l1-gd-maxmargin"], quick=True)]
+['holds']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # data classes and the catalogue
+    "Claim": "claims", "Instance": "claims", "SimSettings": "claims", "NegativeControl": "claims",
+    "ClaimResult": "claims", "InstanceResult": "claims", "ControlResult": "claims",
+    "run_claim": "claims", "run_claims": "claims", "claim_rng": "claims",
+    "Verdict": "verdict", "combine": "verdict",
+    "catalogue": "catalogue", "get_claim": "catalogue", "prediction_mutants": "catalogue",
+    # checks
+    "Limit": "checks", "Amplification": "checks", "Trend": "checks", "PhaseDiagram": "checks",
+    "AmplificationProfile": "checks", "PHASES": "checks",
+    "check_direction": "checks", "check_collapse": "checks", "check_limit": "checks", "check_limits": "checks", "check_kkt": "checks", "check_init_rule": "checks",
+    "check_amplification": "checks", "check_first_leaders": "checks", "amplification_profile": "checks",
+    "amplification_phase": "checks", "amplification_phase_diagram": "checks", "observed_limit": "checks",
+    "predict_linf_limit": "checks", "predict_gd_depth2_limit": "checks", "predict_first_leader": "checks",
+    "angle_between": "checks", "fit_trend": "checks",
+    # references
+    "MaxMargin": "references", "KKTReport": "references", "l2_max_margin": "references",
+    "l1_max_margin": "references", "kkt_check": "references", "quasi_norm_min": "references",
+    # counterexamples and the command
+    "Counterexample": "shrink", "find_counterexample": "shrink", "shrink_instance": "shrink",
+    "assert_claim": "shrink", "ClaimFailed": "shrink",
+    "command": "command", "verdicts_document": "command",
+}
+_MODULES = ("checks", "claims", "catalogue", "references", "verdict", "shrink", "command")
+
+__all__ = sorted(_EXPORTS) + list(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
