@@ -62,11 +62,15 @@ GALLERY_HORIZON_QUICK = "1e40"
 def write_report(out_dir: Path, *, claim_ids: Sequence[str] | None = None, quick: bool = False,
                  progress: bool = False) -> ReportResult:
     """Run the claims and write the report into ``out_dir`` (created if needed)."""
+    from sambias.errors import ProblemError
     from sambias.verify import run_claims, verdicts_document
 
     out_dir = Path(out_dir)
+    try:
+        results = run_claims(list(claim_ids) if claim_ids else None, quick=quick, progress=progress)
+    except KeyError as exc:
+        raise ProblemError(f"unknown claim {exc.args[0]!r} (see `sambias verify --list`)") from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = run_claims(list(claim_ids) if claim_ids else None, quick=quick, progress=progress)
     figures = tuple(_gallery(out_dir, GALLERY_HORIZON_QUICK if quick else GALLERY_HORIZON))
     rows = verdict_rows(results)
     all_hold = all(r["ok"] for r in rows)
