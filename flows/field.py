@@ -29,7 +29,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp, expit
+from scipy.special import expit
+
+
+def logsumexp(a: np.ndarray) -> float:
+    """``log(sum(exp(a)))`` of a 1-D array, stable for any finite entries.
+
+    scipy's ``logsumexp`` costs ~80 us per call (argument checking); every vector-field
+    evaluation needs it twice, so this plain version is what keeps the integrators fast.
+    """
+    a = np.asarray(a, float)
+    if a.size == 1:          # one example: nothing to add up
+        return float(a.reshape(-1)[0])
+    m = float(a.max())
+    if not np.isfinite(m):
+        return m
+    return m + float(np.log(np.sum(np.exp(a - m))))
 
 
 def log_abs_loss_derivative(z: np.ndarray, loss: str) -> np.ndarray:
@@ -61,6 +76,11 @@ def log_loss(z: np.ndarray, loss: str) -> float:
 def others_product(W: np.ndarray) -> np.ndarray:
     """``P[l, j] = prod_{k != l} W[k, j]`` without division (prefix/suffix products)."""
     L = W.shape[0]
+    # L <= 2 are the common cases: same values as the general loop, a few us cheaper
+    if L == 1:
+        return np.ones_like(W)
+    if L == 2:
+        return W[::-1].copy()
     prefix = np.ones_like(W)
     suffix = np.ones_like(W)
     for l in range(1, L):
@@ -211,10 +231,64 @@ class NumpyField:
 
     def rescaled_log_speed_grad(self, w: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
         """Gradient in ``W`` of ``log S(W~(W))`` (for the log-time row of a Jacobian)."""
-        wt = np.asarray(w, float) + self.perturbation(w, sigma)
-        pt = self.parts(self.shape(wt))
+        return self.rescaled_with_grad(w, sigma)[2]
+
+    def rescaled_with_grad(self, w: np.ndarray, sigma: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, float, np.ndarray]:
+        """``(dW/dtau, log S(W~), d log S(W~(W))/dW)`` in one pass (what :meth:`rescaled` and
+        :meth:`rescaled_log_speed_grad` give; the log-time integrator needs all three)."""
+        W = self.shape(w)
+        pw = None
+        if self.algorithm == "linf-sam" and self.rho != 0.0 and sigma is not None:
+            eps = self.rho * np.asarray(sigma, float)
+        elif self.algorithm == "gd" or self.rho == 0.0:
+            eps = 0.0
+        else:
+            pw = self.parts(W)
+            F = pw.F.ravel()
+            if self.algorithm == "l2-sam":
+                norm = np.linalg.norm(F)
+                if norm == 0.0:
+                    raise FloatingPointError("l2-SAM perturbation undefined: the gradient is 0 (collapse)")
+                eps = self.rho * F / norm
+            elif self.algorithm == "linf-sam":
+                eps = self.rho * np.sign(F)
+            else:
+                eps = self.rho * np.exp(pw.log_S) * F
+        pt = self.parts(self.shape(np.asarray(w, float).ravel() + eps))
         gl = self._grad_log_S(pt)
-        return gl + gl @ self._jac_eps(w)
+        if self.algorithm in ("l2-sam", "usam") and self.rho != 0.0:
+            gl = gl + self._vjp_eps(w, gl, pw)
+        return -pt.F.ravel(), pt.log_S, gl
+
+    def _vjp_F(self, pt: GradientParts, v: np.ndarray) -> np.ndarray:
+        """``v @ dF/dW`` at a point without forming the Jacobian (same formula as ``_jac_F``)."""
+        L, d = pt.W.shape
+        V = np.asarray(v, float).reshape(L, d)
+        dphi = dlog_abs_loss_derivative(pt.z, self.loss)
+        u = np.sum(V * pt.P, axis=0)                 # sum_l v[l, j] P[l, j]
+        Au = self.A @ u
+        qd = pt.q * dphi
+        uM = -(((qd * Au) - qd * np.dot(pt.q, Au)) @ self.A)  # u @ M, M = -A.T Jq A
+        out = uM[None, :] * pt.P
+        if L == 2:       # Q[l, k] = 1 for l != k
+            out += pt.g[None, :] * V[::-1]
+        elif L > 2:
+            out += pt.g[None, :] * np.einsum("lj,lkj->kj", V, pair_product(pt.W))
+        return out.ravel()
+
+    def _vjp_eps(self, w: np.ndarray, v: np.ndarray, pt: GradientParts | None = None) -> np.ndarray:
+        """``v @ d eps/dW`` (what ``v @ _jac_eps(w)`` gives, in O(L^2 d + n d))."""
+        if self.algorithm in ("gd", "linf-sam") or self.rho == 0.0:
+            return np.zeros(self.depth * self.dim)
+        pt = self.parts(self.shape(w)) if pt is None else pt
+        F = pt.F.ravel()
+        if self.algorithm == "l2-sam":
+            norm = np.linalg.norm(F)
+            u = F / norm
+            return self.rho / norm * self._vjp_F(pt, v - np.dot(v, u) * u)
+        S = np.exp(pt.log_S)
+        return self.rho * S * (self._vjp_F(pt, v) + np.dot(v, F) * self._grad_log_S(pt))
 
     def physical_jac(self, w: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
         """Jacobian of ``dW/dt``."""

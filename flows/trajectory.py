@@ -108,7 +108,7 @@ class Trajectory:
 
     @property
     def log10_norm_beta_final(self) -> float:
-        norm = float(np.linalg.norm(self.beta_final))
+        norm = float(_safe_norm(self.beta_final))
         return math.log10(norm) if norm > 0 else -math.inf
 
     @property
@@ -117,12 +117,12 @@ class Trajectory:
         if self.beta_collapsed:
             return None
         b = self.beta_final
-        return b / np.linalg.norm(b)
+        return b / _safe_norm(b)
 
     def directions(self) -> np.ndarray:
         """``(m, d)`` unit directions of beta (rows of ``nan`` where beta is 0)."""
         b = self.beta
-        norm = np.linalg.norm(b, axis=1, keepdims=True)
+        norm = _safe_norm(b, axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(norm > 0, b / norm, np.nan)
 
@@ -189,6 +189,18 @@ class Trajectory:
         return cls(problem=problem_from_dict(meta["problem"]), status=meta["status"], dominant=dominant,
                    settings=meta["settings"], stats=meta["stats"], collapse_tol=meta["collapse_tol"],
                    **arrays)
+
+
+def _safe_norm(b: np.ndarray, axis: int | None = None, keepdims: bool = False):
+    """Euclidean norm that does not overflow when entries reach ~1e300 (their squares would)."""
+    b = np.asarray(b, float)
+    m = np.max(np.abs(b), axis=axis, keepdims=True) if b.size else np.zeros((1,) * max(b.ndim, 1))
+    safe = np.where(m > 0, m, 1.0)
+    out = safe * np.sqrt(np.sum((b / safe) ** 2, axis=axis, keepdims=True))
+    out = np.where(m > 0, out, 0.0)
+    if not keepdims:
+        out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+    return out
 
 
 def _json_float(v: Any) -> float | None:

@@ -1,0 +1,131 @@
+"""Cost of the float64 integrators: wall time to t = 1e400, and what a naive loop gets instead.
+
+Run ``python benchmarks/bench_flows.py`` (under a minute).  It writes
+``benchmarks/results/flows.json`` and prints a table.  Cases: THEORY.md's example (L = 2,
+x = (3, 2, 1, 0.5), rho = 0.5, u = v = alpha): linf-SAM and l2-SAM at alpha = 0.2 and 1.0,
+GD at 0.2 and the collapsing l2-SAM at 0.06.
+
+For each case and method (``auto`` = LSODA with a BDF fallback, and the other solvers):
+the best of ``REPEATS`` wall and CPU times of ``simulate(p, "1e400")``, steps, evaluations,
+status and the final ``beta``.  Then the horizon a naive float64 discrete SAM loop
+(``w <- w - eta grad L(w + eps(w))``, ``eta = 1e-2``, :meth:`NumpyField.physical`) reaches in
+the same wall time as ``auto``, and the ratio of the two horizons' log10.
+
+``--mp`` also times ``precision="mp:50"`` on the same cases (the mpmath integrator; see
+``bench_mp.py`` for its own benchmark) and records the mp / float64 ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from sambias import Init, Problem
+from sambias.flows import NumpyField, simulate
+
+X = [[3.0, 2.0, 1.0, 0.5]]
+RHO = 0.5
+HORIZON = "1e400"
+ETA = 1e-2
+REPEATS = 3
+TARGET_S = 1.0
+CASES = [("linf-sam", 0.2), ("linf-sam", 1.0), ("l2-sam", 0.2), ("l2-sam", 1.0), ("gd", 0.2), ("l2-sam", 0.06)]
+METHODS = ["auto", "BDF", "Radau", "DOP853"]
+
+
+def problem(algorithm: str, alpha: float) -> Problem:
+    return Problem(depth=2, algorithm=algorithm, rho=RHO, X=X, y=[1], init=Init(scale=alpha))
+
+
+def time_simulate(p: Problem, **kw) -> dict:
+    best = None
+    for _ in range(REPEATS):
+        w0, c0 = time.perf_counter(), time.process_time()
+        tr = simulate(p, HORIZON, **kw)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        if best is None or wall < best["wall_s"]:
+            best = {"wall_s": wall, "cpu_s": cpu, "status": tr.status, "steps": tr.stats["steps"],
+                    "nfev": tr.stats["nfev"], "njev": tr.stats.get("njev", 0), "events": tr.stats["events"],
+                    "log10_t_final": tr.log10_t_final, "tau_final": tr.tau_final,
+                    "beta_final": [float(v) for v in tr.beta_final],
+                    "dominant": [s.index for s in tr.dominant]}
+    return best
+
+
+def naive_loop(p: Problem, seconds: float) -> dict:
+    """Discrete SAM in float64 for ``seconds`` of wall time: how far in t does it get?"""
+    f = NumpyField(p)
+    w = p.initial_weights().ravel().copy()
+    k = 0
+    start = time.perf_counter()
+    status = "ok"
+    with np.errstate(over="ignore", under="ignore"):
+        while True:
+            for _ in range(100):
+                try:
+                    w = w + ETA * f.physical(w)
+                except FloatingPointError:
+                    status = "collapse (F = 0)"
+                    break
+                k += 1
+            if status != "ok" or time.perf_counter() - start >= seconds:
+                break
+    wall = time.perf_counter() - start
+    z = float(np.prod(w.reshape(p.depth, p.dim), axis=0) @ p.signed_data[0])
+    return {"steps": k, "wall_s": wall, "log10_t": math.log10(k * ETA) if k else -math.inf,
+            "margin": z, "status": status}
+
+
+def main(argv: list[str]) -> int:
+    warnings.simplefilter("ignore")
+    with_mp = "--mp" in argv
+    rows = []
+    for algorithm, alpha in CASES:
+        p = problem(algorithm, alpha)
+        row = {"case": f"{algorithm} alpha={alpha}", "algorithm": algorithm, "alpha": alpha, "methods": {}}
+        for method in METHODS:
+            row["methods"][method] = time_simulate(p, method=method)
+        auto = row["methods"]["auto"]
+        naive = naive_loop(p, auto["wall_s"])
+        row["naive"] = naive
+        row["horizon_ratio"] = (auto["log10_t_final"] / naive["log10_t"]
+                                if naive["log10_t"] > 0 and auto["status"] == "ok" else None)
+        if with_mp:
+            try:
+                w0 = time.perf_counter()
+                tr = simulate(p, HORIZON, precision="mp:50")
+                row["mp50"] = {"wall_s": time.perf_counter() - w0, "status": tr.status,
+                               "ratio_to_float64": (time.perf_counter() - w0) / auto["wall_s"]}
+            except Exception as exc:   # the hook must not break the float64 benchmark
+                row["mp50"] = {"error": f"{type(exc).__name__}: {exc}"}
+        rows.append(row)
+
+    out = {"benchmark": "flows", "horizon": HORIZON, "eta_naive": ETA, "repeats": REPEATS,
+           "target_wall_s": TARGET_S, "python": sys.version.split()[0], "cases": rows}
+    path = Path(__file__).resolve().parent / "results" / "flows.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+
+    head = f"{'case':24s}" + "".join(f"{m:>14s}" for m in METHODS) + f"{'naive log10 t':>15s}{'ratio':>9s}  status"
+    print(f"wall seconds to t = {HORIZON} (best of {REPEATS}); naive discrete SAM, eta = {ETA}, same wall time as auto")
+    print(head)
+    for row in rows:
+        cells = "".join(f"{row['methods'][m]['wall_s']:14.3f}" for m in METHODS)
+        ratio = f"{row['horizon_ratio']:9.0f}" if row["horizon_ratio"] else f"{'-':>9s}"
+        print(f"{row['case']:24s}{cells}{row['naive']['log10_t']:15.2f}{ratio}  {row['methods']['auto']['status'][:40]}")
+        if "mp50" in row:
+            print(f"{'':24s}mp:50 {row['mp50']}")
+    slow = [r["case"] for r in rows if r["methods"]["auto"]["wall_s"] >= TARGET_S]
+    print(f"auto under {TARGET_S:g} s on every case: {'yes' if not slow else 'no: ' + ', '.join(slow)}")
+    print(f"written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

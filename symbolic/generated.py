@@ -1,0 +1,332 @@
+"""A vector field built from generated kernels -- a drop-in for ``NumpyField``.
+
+:class:`GeneratedField` has exactly the attributes and methods of
+:class:`sambias.flows.field.NumpyField` (same conventions: flat layer-major states,
+``F = grad L / S``, loss-free rescaled flow, log-space softmax weights, ``sigma`` as
+linf-SAM's switching vector, ``FloatingPointError`` at an l2-SAM collapse), so an
+integrator can use either.  The per-coordinate arithmetic runs in the generated
+kernels (:mod:`~sambias.symbolic.codegen`); this module adds only the couplings
+between coordinates, which go through the data:
+
+* margins ``z = A beta`` (``A = y[:, None] * X``);
+* ``log S = logsumexp(phi(z))``, ``q = softmax(phi(z))`` with ``phi = log |l'|``
+  (never ``e^{-z}`` itself, which underflows past ``z ~ 745``);
+* ``g = -A^T q``, and its derivative ``M = dg/dbeta = -A^T (diag q - q q^T) diag(phi') A``;
+* the global scalars ``N = ||F||`` (l2-SAM) and ``S`` (USAM).
+
+Jacobians are assembled by the chain rule from the kernels' SymPy derivatives: for a
+per-coordinate quantity ``Q_j(w_j, g_j, N, S)``,
+``dQ_j/dW[m, k] = delta_jk dQ/dw_m + dQ/dg (dg_j/dW[m, k]) + dQ/dN dN/dW[m, k] + dQ/dS dS/dW[m, k]``.
+
+The ``backend="mpmath"`` field takes lists (or object arrays) of numbers and returns
+lists of ``mpf`` (Jacobians: ``(L*d, L*d)`` object arrays), at the caller's ``mp.dps``;
+it also answers ``rescaled_mp``/``physical_mp`` so it can stand in for
+``sambias.flows.mp_field.MpField``.
+
+>>> from sambias import Problem, Init
+>>> f = GeneratedField(Problem(depth=2, algorithm="gd", X=[[2.0, 1.0]], y=[1], init=Init(scale=1.0)))
+>>> f.rescaled(np.ones(4))[0]
+array([2., 1., 2., 1.])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import mpmath
+import numpy as np
+
+from .codegen import BACKENDS, Kernels, generate_kernels
+
+try:  # the mp integrator stops cleanly on its own CollapseError; be catchable as that too
+    from sambias.flows.mp_field import CollapseError as _MpCollapse
+except Exception:  # pragma: no cover - flows may be mid-rewrite; FloatingPointError suffices
+    _MpCollapse = ArithmeticError
+
+
+class CollapseError(FloatingPointError, _MpCollapse):
+    """l2-SAM's perturbation is undefined: the normalised gradient is exactly 0."""
+
+
+class GeneratedField:
+    """The SAM vector fields of one problem, evaluated by generated code.
+
+    ``backend`` is ``"float64"`` (numpy arrays) or ``"mpmath"`` (mpf at the current
+    precision).  Methods take flat states of length ``L*d`` (``w[l*d + j] = W[l, j]``).
+    """
+
+    def __init__(self, problem, backend: str = "float64", kernels: Kernels | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        self.problem = problem
+        self.backend = backend
+        self.depth = int(problem.depth)
+        self.dim = int(problem.dim)
+        self.n = int(problem.n)
+        self.algorithm = problem.algorithm
+        self.loss = problem.loss
+        self.kernels = kernels or generate_kernels(self.depth, self.algorithm, self.loss, backend)
+        k = self.kernels
+        if (k.depth, k.algorithm, k.loss, k.backend) != (self.depth, self.algorithm, self.loss, backend):
+            raise ValueError("kernels were generated for a different depth/algorithm/loss/backend")
+        A = np.ascontiguousarray(problem.signed_data, dtype=float)
+        rho = float(problem.rho) if problem.algorithm != "gd" else 0.0
+        self._mp = backend == "mpmath"
+        if self._mp:
+            # float64 -> mpf is exact: the mp field sees exactly the data the float field sees
+            self.A = np.array([[mpmath.mpf(v) for v in row] for row in A.tolist()], dtype=object)
+            self.rho = mpmath.mpf(rho)
+        else:
+            self.A = A
+            self.rho = rho
+        self.size = self.depth * self.dim
+        self._minus_a0 = -self.A[0]
+
+    def __repr__(self) -> str:
+        return (f"GeneratedField(L={self.depth}, d={self.dim}, n={self.n}, {self.algorithm}, "
+                f"{self.loss}, backend={self.backend})")
+
+    @property
+    def source(self) -> str:
+        """The generated kernel source this field runs."""
+        return self.kernels.source
+
+    # --- conversions ------------------------------------------------------------------------
+    def _vec(self, w) -> np.ndarray:
+        if not self._mp:
+            return np.asarray(w, dtype=float).reshape(self.size)
+        out = np.empty(self.size, dtype=object)
+        flat = np.asarray(w, dtype=object).reshape(self.size)
+        for i, v in enumerate(flat):
+            if isinstance(v, mpmath.mpf):
+                out[i] = v
+            elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+                out[i] = mpmath.mpf(float(v)) if not isinstance(v, (int, np.integer)) else mpmath.mpf(int(v))
+            else:
+                raise TypeError(f"state entries must be numbers or mpf, got {type(v).__name__}")
+        return out
+
+    def shape(self, w) -> np.ndarray:
+        """The ``(L, d)`` view of a flat state."""
+        return self._vec(w).reshape(self.depth, self.dim)
+
+    def _rows(self, w) -> tuple:
+        W = self.shape(w)
+        return tuple(W[l] for l in range(self.depth))
+
+    def _out(self, rows) -> np.ndarray | list:
+        flat = np.concatenate(rows)
+        return list(flat) if self._mp else flat
+
+    def to_mp(self, w: Sequence) -> list:
+        """A flat list of mpf (floats convert exactly)."""
+        return list(self._vec(w)) if self._mp else [mpmath.mpf(float(v)) for v in w]
+
+    # --- scalar helpers that differ between backends ------------------------------------------
+    def _exp(self, x):
+        return mpmath.exp(x) if self._mp else np.exp(x)
+
+    def _sqrt(self, x):
+        return mpmath.sqrt(x) if self._mp else math.sqrt(x)
+
+    def _sum(self, arr):
+        return mpmath.fsum(arr) if self._mp else float(np.sum(arr))
+
+    def _zeros(self, shape):
+        return np.full(shape, mpmath.mpf(0), dtype=object) if self._mp else np.zeros(shape)
+
+    # --- couplings -------------------------------------------------------------------------------
+    def _coupling(self, beta):
+        """``(z, log S, q, g)`` at ``beta`` -- softmax weights in log space."""
+        k = self.kernels
+        z = self.A @ beta
+        (phi,) = k.phi(z)
+        if self.n == 1:
+            # one example: q = 1 and g = -A[0] exactly (no exp/log round trip)
+            return z, phi[0], None, self._minus_a0
+        if self._mp:
+            m = max(phi)
+            e = np.array([mpmath.exp(p - m) for p in phi], dtype=object)
+            s = mpmath.fsum(e)
+            log_S = m + mpmath.log(s)
+        else:
+            m = phi.max()
+            e = np.exp(phi - m)
+            s = e.sum()
+            log_S = float(m + math.log(s))
+        q = e / s
+        return z, log_S, q, -(q @ self.A)
+
+    def _dg_dbeta(self, z, q):
+        """``M = dg/dbeta`` (``d x d``); ``None`` for one example (``g`` is constant)."""
+        if q is None:
+            return None
+        (dphi,) = self.kernels.dphi(z)
+        Jq = (np.diag(q) - np.outer(q, q)) * dphi[None, :]
+        return -(self.A.T @ Jq @ self.A)
+
+    def _dlogS_dbeta(self, z, q):
+        """``d log S / d beta = A^T (q phi'(z))``."""
+        (dphi,) = self.kernels.dphi(z)
+        if q is None:
+            return dphi[0] * self.A[0]
+        return (q * dphi) @ self.A
+
+    # --- the point W and its perturbation ----------------------------------------------------------
+    def _at(self, W):
+        """Everything at ``W`` the perturbation needs: ``(z, log_S, q, g, F rows, norm share)``."""
+        k = self.kernels
+        (beta,) = k.beta(*W)
+        z, log_S, q, g = self._coupling(beta)
+        out = k.gradient(*W, g)
+        return z, log_S, q, g, out[:-1], out[-1]
+
+    def _perturb(self, W, sigma):
+        """``(eps rows, info)``; ``eps`` is ``None`` when the flow is unperturbed."""
+        alg, k = self.algorithm, self.kernels
+        if alg == "gd" or self.rho == 0:
+            return None, None
+        if alg == "linf-sam":
+            if sigma is None:
+                _, _, _, _, F, _ = self._at(W)
+                s = tuple((np.frompyfunc(mpmath.sign, 1, 1)(f) if self._mp else np.sign(f)) for f in F)
+            else:
+                s = self._rows(sigma) if self._mp else tuple(
+                    np.asarray(sigma, dtype=float).reshape(self.depth, self.dim))
+            return k.perturbation(*W, *s, self.rho), {"sigma": s}
+        z, log_S, q, g, F, share = self._at(W)
+        info = {"z": z, "log_S": log_S, "q": q, "g": g, "F": F}
+        if alg == "l2-sam":
+            N = self._sqrt(self._sum(share))
+            if N == 0:
+                raise CollapseError("l2-SAM perturbation undefined: the gradient is 0 (collapse)")
+            info["N"] = N
+            return k.perturbation(*W, g, N, self.rho), info
+        S = self._exp(log_S)  # usam
+        info["S"] = S
+        return k.perturbation(*W, g, S, self.rho), info
+
+    def _perturbed_rows(self, W, sigma):
+        eps, info = self._perturb(W, sigma)
+        if eps is None:
+            return W, eps, info
+        return tuple(a + b for a, b in zip(W, eps)), eps, info
+
+    # --- the NumpyField interface ---------------------------------------------------------------------
+    def normalised_gradient(self, w):
+        """``F(W) = grad L(W) / S(W)``, flat; its signs are linf-SAM's switching functions."""
+        return self._out(self._at(self._rows(w))[4])
+
+    def switching(self, w):
+        """The switching functions of linf-SAM (``F(W)``); empty for the other algorithms."""
+        if self.algorithm != "linf-sam":
+            return [] if self._mp else np.zeros(0)
+        return self.normalised_gradient(w)
+
+    def perturbation(self, w, sigma=None):
+        """``eps(W)`` as a flat vector."""
+        W = self._rows(w)
+        eps, _ = self._perturb(W, sigma)
+        if eps is None:
+            return self._out([self._zeros(self.dim) for _ in W])
+        return self._out(eps)
+
+    def rescaled(self, w, sigma=None):
+        """``(dW/dtau, log S(W~))``: the loss-free flow and the log of ``dtau/dt``."""
+        k = self.kernels
+        Wt, _, _ = self._perturbed_rows(self._rows(w), sigma)
+        (beta_t,) = k.beta(*Wt)
+        _, log_S, _, g_t = self._coupling(beta_t)
+        return self._out(k.flow(*Wt, g_t)), log_S
+
+    def physical(self, w, sigma=None):
+        """``dW/dt = -grad L(W + eps(W))``."""
+        dw, log_S = self.rescaled(w, sigma)
+        if self._mp:
+            S = mpmath.exp(log_S)
+            return [S * v for v in dw]
+        return np.exp(log_S) * dw
+
+    rescaled_mp = rescaled
+    physical_mp = physical
+
+    # --- Jacobians ------------------------------------------------------------------------------------
+    def _perturbed_jacobian(self, W, sigma):
+        """``(Wt rows, T)`` with ``T[l, j, m, k] = d wt[l, j] / d W[m, k]``; ``T`` is ``None``
+        when it is the identity (no perturbation, or linf-SAM with its signs held fixed)."""
+        L, d, k = self.depth, self.dim, self.kernels
+        Wt, eps, info = self._perturbed_rows(W, sigma)
+        if eps is None or k.perturbation_is_shift:
+            return Wt, None
+        g = info["g"]
+        extra = (info["N"],) if "N" in info else (info["S"],)
+        parts = k.jac_perturbed(*W, g, *extra, self.rho)
+        E = np.array(parts[:L * L]).reshape(L, L, d)        # d wt_l / d w_m (local)
+        Eg = np.array(parts[L * L:L * L + L])                # d wt_l / d g
+        Es = np.array(parts[L * L + L:L * L + 2 * L])        # d wt_l / d N or d S
+        P = np.array(k.dbeta(*W))                            # d beta / d w_m at W, (L, d)
+        M = self._dg_dbeta(info["z"], info["q"])
+        T = self._zeros((L, d, L, d))
+        idx = np.arange(d)
+        T[:, idx, :, idx] = E.transpose(2, 0, 1)
+        if M is not None:
+            dg = M[:, None, :] * P[None, :, :]                   # dg_j / dW[m, k]
+            T += Eg[:, :, None, None] * dg[None]
+        if "N" in info:
+            N = info["N"]
+            jn = k.jac_norm_share(*W, g)
+            Cw, Cg = np.array(jn[:L]), jn[L]
+            dC = Cw if M is None else Cw + (Cg @ M)[None, :] * P
+            dN = dC / (2 * N)                                    # dN / dW[m, k]
+        else:
+            dlogS = self._dlogS_dbeta(info["z"], info["q"])[None, :] * P
+            dN = info["S"] * dlogS                                # dS / dW[m, k]
+        T += Es[:, :, None, None] * dN[None, None, :, :]
+        return Wt, T
+
+    def _flow_jacobian(self, w, sigma):
+        """``(J as (L, d, L, d), dlogS~/dW as (L, d), dW/dtau flat, log S~)``."""
+        L, d, k = self.depth, self.dim, self.kernels
+        Wt, T = self._perturbed_jacobian(self._rows(w), sigma)
+        (beta_t,) = k.beta(*Wt)
+        z_t, log_S, q_t, g_t = self._coupling(beta_t)
+        out = k.flow(*Wt, g_t)
+        parts = k.jac_flow(*Wt, g_t)
+        D = np.array(parts[:L * L]).reshape(L, L, d)             # d out_l / d wt_r
+        Cgt = np.array(parts[L * L:])                             # d out_l / d gt
+        Pt = np.array(k.dbeta(*Wt))                               # d beta~ / d wt_r
+        Mt = self._dg_dbeta(z_t, q_t)
+        h = self._dlogS_dbeta(z_t, q_t)
+        idx = np.arange(d)
+        if T is None:
+            J = self._zeros((L, d, L, d))
+            J[:, idx, :, idx] = D.transpose(2, 0, 1)
+            if Mt is not None:
+                J += Cgt[:, :, None, None] * (Mt[:, None, :] * Pt[None, :, :])[None]
+            grad_logS = h[None, :] * Pt
+        else:
+            Tb = np.einsum("rj,rjmk->jmk", Pt, T)                 # d beta~_j / dW[m, k]
+            J = np.einsum("lrj,rjmk->ljmk", D, T)
+            if Mt is not None:
+                dgt = (Mt @ Tb.reshape(d, L * d)).reshape(d, L, d)
+                J += Cgt[:, :, None, None] * dgt[None]
+            grad_logS = np.einsum("j,jmk->mk", h, Tb)
+        return J, grad_logS, np.concatenate(out), log_S
+
+    def rescaled_jac(self, w, sigma=None) -> np.ndarray:
+        """Jacobian of ``dW/dtau`` (``sigma`` held fixed for linf-SAM)."""
+        J = self._flow_jacobian(w, sigma)[0]
+        return J.reshape(self.size, self.size)
+
+    def rescaled_log_speed_grad(self, w, sigma=None):
+        """Gradient in ``W`` of ``log S(W~(W))`` (for the log-time row of a Jacobian)."""
+        g = self._flow_jacobian(w, sigma)[1].reshape(self.size)
+        return list(g) if self._mp else g
+
+    def physical_jac(self, w, sigma=None) -> np.ndarray:
+        """Jacobian of ``dW/dt``."""
+        J, grad_logS, out, log_S = self._flow_jacobian(w, sigma)
+        S = self._exp(log_S)
+        J = J.reshape(self.size, self.size)
+        return S * (J + np.outer(out, grad_logS.reshape(self.size)))

@@ -1,0 +1,206 @@
+"""LaTeX rendering of a derived system: an ``align`` block, or a complete document.
+
+The block follows how a paper prints the flow: the model, the gradient, the
+perturbation and perturbed point, the physical and the rescaled-time flow for a
+generic coordinate ``j`` and every layer ``l``; then the explicit equation of every
+layer and coordinate when the system is small (``L d <= 16``), the reductions and the
+invariants.  Notation: ``w^{(l)}_j``, ``\\tilde w`` for the perturbed point, ``\\odot``,
+``\\operatorname{sign}``, ``\\lVert\\cdot\\rVert``.  Everything is produced from the
+package's own expressions (no user text reaches the output except numbers).
+
+>>> from sambias.symbolic import derive_flow
+>>> tex = derive_flow(2, 2, 1, "l2-sam", "exp").to_latex()
+>>> tex.lstrip().startswith("%") and "\\\\begin{align}" in tex and "\\\\end{align}" in tex
+True
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+from .notation import latex_name
+
+ALGORITHM_NAMES = {"gd": "GD", "l2-sam": "ℓ2-SAM", "linf-sam": "ℓ∞-SAM", "usam": "USAM"}
+ALGORITHM_LATEX = {"gd": "GD", "l2-sam": r"$\ell_2$-SAM", "linf-sam": r"$\ell_\infty$-SAM",
+                   "usam": "USAM"}
+LOSS_NAMES = {"exp": "exponential", "logistic": "logistic"}
+
+TAU_TEX = r"\tau"
+
+#: explicit per-layer, per-coordinate equations are printed up to this many weights
+EXPLICIT_LIMIT = 16
+
+
+class _Printer(LatexPrinter):
+    def _print_Symbol(self, expr, style="plain"):
+        return latex_name(expr)
+
+
+
+def latex_expr(expr) -> str:
+    """One expression in the package's notation."""
+    return _Printer({"mul_symbol": None}).doprint(expr)
+
+
+# --- display forms -------------------------------------------------------------------------------
+_X_J = sp.Symbol("x_j", real=True)
+_Y = sp.Symbol("y", real=True)
+
+
+def display_flow(system, expr):
+    """A generic-coordinate expression with the coupling written in the data: for one
+    example ``g~_j = -y x_j`` (``g_j`` likewise); for several it stays ``g~_j``."""
+    cf = system.coordinate
+    if system.n == 1:
+        return expr.xreplace({cf.gt: -_Y * _X_J, cf.g: -_Y * _X_J})
+    return expr
+
+
+def display_perturbation(system, text: bool = False) -> str:
+    """The definition of ``eps(w)``, in words of the gradient."""
+    alg = system.algorithm
+    if text:
+        return {"gd": "ε(w) = 0",
+                "l2-sam": "ε(w) = ρ ∇𝓛(w)/‖∇𝓛(w)‖₂ = ρ F(w)/N   (S cancels: ε does not depend on the loss)",
+                "linf-sam": "ε(w) = ρ sign(∇𝓛(w)) = ρ σ,  σ = sign(F(w))",
+                "usam": "ε(w) = ρ ∇𝓛(w) = ρ S F(w)"}[alg]
+    return {"gd": r"\varepsilon(w) &= 0",
+            "l2-sam": r"\varepsilon(w) &= \rho\,\frac{\nabla\mathcal{L}(w)}{\lVert\nabla\mathcal{L}(w)\rVert_2}"
+                      r" = \rho\,\frac{F(w)}{N}, \qquad N = \lVert F(w)\rVert_2",
+            "linf-sam": r"\varepsilon(w) &= \rho\,\operatorname{sign}\big(\nabla\mathcal{L}(w)\big)"
+                        r" = \rho\,\sigma, \qquad \sigma = \operatorname{sign}\big(F(w)\big)",
+            "usam": r"\varepsilon(w) &= \rho\,\nabla\mathcal{L}(w) = \rho\, S\, F(w)"}[alg]
+
+
+def _norm_as_symbol(system, expr):
+    """Write l2-SAM's norm subtree as ``N`` (both ``N`` and ``1/N`` occur)."""
+    if system.algorithm != "l2-sam":
+        return expr
+    from .notation import NORM
+    norm = system.norm
+    if not (isinstance(norm, sp.Pow) and norm.exp == sp.S.Half):
+        return expr  # constant norm (depth 1 with numeric data): already a number
+    return expr.xreplace({norm.base: NORM**2})
+
+
+def _section(title: str, jupyter: bool) -> str:
+    if jupyter:
+        return rf"&\text{{{title}}} \nonumber\\"
+    return rf"\intertext{{\textbf{{{title}}}}}"
+
+
+def _dd(sym, var: str) -> str:
+    return rf"\frac{{d {latex_name(sym)}}}{{d{var}}}"
+
+
+def system_latex(system, jupyter: bool = False) -> str:
+    """The ``align`` block of :meth:`FlowSystem.to_latex` (``jupyter``: MathJax-safe)."""
+    s, cf = system, system.coordinate
+    L, d, n = s.depth, s.dim, s.n
+    rows: list[str] = []
+    sec = lambda t: rows.append(_section(t, jupyter))  # noqa: E731
+    eq = lambda lhs, rhs, num=True: rows.append(rf"{lhs} &= {rhs}" + ("" if num else r" \nonumber") + r" \\")  # noqa: E731
+
+    head = [f"% {ALGORITHM_NAMES[s.algorithm].replace('ℓ2', 'l2').replace('ℓ∞', 'linf')} flow of a depth-{L} "
+            f"linear diagonal network, d = {d}, n = {n}, {LOSS_NAMES[s.loss]} loss",
+            "% derived by sambias.symbolic (SymPy); indices are 1-based"]
+    title = (f"{ALGORITHM_LATEX[s.algorithm]} flow: depth $L = {L}$, $d = {d}$, $n = {n}$, "
+             f"{LOSS_NAMES[s.loss]} loss")
+    if s.rho_value is not None:
+        title += rf", $\rho = {latex_expr(sp.Float(s.rho_value, 6) if not float(s.rho_value).is_integer() else sp.Integer(int(s.rho_value)))}$"
+    sec(title)
+    ell = latex_expr(s.loss_function)
+    eq(r"\beta_j", latex_expr(cf.beta) + rf", \qquad z_i = y_i \sum_{{j=1}}^{{{d}}} x_{{ij}}\, \beta_j"
+       rf", \qquad \mathcal{{L}}(w) = \sum_{{i=1}}^{{{n}}} \ell(z_i), \quad \ell(z) = {ell}", num=False)
+    if not s.symbolic_data and n * d <= 32:
+        for i in range(n):
+            eq(latex_name(s.margins[i]), latex_expr(s.margin_exprs[i]), num=False)
+    sec(r"Gradient (SymPy, chain rule $\mathcal{L} \to z \to \beta \to w$) and normalised gradient "
+        r"$F = \nabla\mathcal{L}/S$, $S = \sum_i \lvert\ell'(z_i)\rvert$")
+    for l, p in enumerate(cf.P):
+        w = latex_name(cf.w[l])
+        eq(rf"\frac{{\partial \mathcal{{L}}}}{{\partial {w}}}",
+           rf"\Big(\sum_{{i=1}}^{{{n}}} \ell'(z_i)\, y_i x_{{ij}}\Big) {latex_expr(p)}, \qquad "
+           rf"F^{{({l + 1})}}_j = g_j\, {latex_expr(p)}")
+    eq(r"g_j", rf"-\sum_{{i=1}}^{{{n}}} q_i\, y_i x_{{ij}}, \qquad q = \operatorname{{softmax}}\big(\log\lvert\ell'(z)\rvert\big)"
+       rf", \qquad \ell'(z) = {latex_expr(s.loss_derivative)}", num=False)
+    sec(r"Perturbation and perturbed point $\tilde w = w + \varepsilon(w)$")
+    rows.append(display_perturbation(s) + r" \\")
+    for l, e in enumerate(cf.perturbed_point):
+        eq(latex_name(cf.wt[l]), latex_expr(display_flow(s, e)))
+    sec(r"Flow $dw/dt = -\nabla\mathcal{L}(\tilde w)$")
+    for l, p in enumerate(cf.P):
+        pt = latex_expr(p.xreplace(dict(zip(cf.w, cf.wt))))
+        eq(_dd(cf.w[l], "t"), rf"-\Big(\sum_{{i=1}}^{{{n}}} \ell'(\tilde z_i)\, y_i x_{{ij}}\Big) {pt}")
+    sec(r"Rescaled time $d\tau = \sum_i \lvert\ell'(\tilde z_i)\rvert\, dt$ (loss-free flow)")
+    for l, e in enumerate(cf.rescaled):
+        eq(_dd(cf.w[l], r"\tau"), latex_expr(display_flow(s, e)))
+    extra = "" if n == 1 else (r", \qquad \tilde g_j = -\sum_i \tilde q_i\, y_i x_{ij}, \quad "
+                               r"\tilde q = \operatorname{softmax}\big(\log\lvert\ell'(\tilde z)\rvert\big)")
+    eq(r"\frac{dt}{d\tau}", latex_expr(s.time_change) + extra)
+    if L * d <= EXPLICIT_LIMIT and n <= 4:
+        sec("Every layer and coordinate")
+        for l in range(L):
+            for j in range(d):
+                wt = _norm_as_symbol(s, s.perturbed_point[l][j])
+                lhs = _dd(s.weights[l][j], TAU_TEX)
+                rows.append(rf"{latex_name(s.perturbed[l][j])} &= {latex_expr(wt)}, & "
+                            rf"{lhs} &= {latex_expr(s.rescaled_flow[l][j])} \\")
+    for r in s.reductions:
+        sec(f"Reduction: {_text_to_latex(r.title)} ({_text_to_latex(r.assumptions)})")
+        for sym, expr in r.variables:
+            eq(latex_name(sym), latex_expr(expr), num=False)
+        for sym, rhs in r.equations:
+            eq(_dd(sym, r"\tau"), latex_expr(rhs))
+        for sym, expr in r.auxiliary:
+            eq(latex_expr(sym), latex_expr(expr), num=False)
+        checks = "equals the full flow" if r.matches_flow else "does NOT equal the full flow"
+        if r.claimed is not None:
+            checks += "; matches THEORY.md" if r.matches_claim else "; does NOT match THEORY.md"
+        rows.append(rf"&\text{{(checked by SymPy: {checks})}} \nonumber\\")
+    if s.invariants:
+        sec(r"Invariants (generic coordinate $j$; each settled by SymPy)")
+        for inv in s.invariants:
+            what = {"conserved": "conserved", "monotone": inv.direction, "not conserved": "not conserved"}[inv.status]
+            cond = rf" \quad \text{{({inv.condition_latex})}}" if inv.condition_latex and not jupyter else ""
+            if jupyter and inv.condition:
+                cond = rf" \quad \text{{({_plain(inv.condition)})}}"
+            proof = ""
+            if inv.status != "not conserved" and sp.count_ops(inv.proof_expr) <= 60:
+                proof = rf", \quad \frac{{d}}{{dt}} = {latex_expr(inv.proof_expr)}"
+            rows.append(rf"&\text{{{inv.name}: }} {latex_expr(inv.expression)} \ \text{{{what}}}{proof}{cond}"
+                        r" \nonumber\\")
+    body = "\n".join(rows)
+    if body.endswith(r"\\"):
+        body = body[:-2].rstrip()
+    block = "\\begin{align}\n" + body + "\n\\end{align}\n"
+    return block if jupyter else "\n".join(head) + "\n" + block
+
+
+def _text_to_latex(text: str) -> str:
+    """Our own plain-text labels (fixed strings of this package) as LaTeX text."""
+    out = (text.replace("ℓ∞", r"$\ell_\infty$").replace("ℓ2", r"$\ell_2$").replace("l2-SAM", r"$\ell_2$-SAM")
+           .replace("linf-SAM", r"$\ell_\infty$-SAM").replace("—", "--").replace("−", "-"))
+    for a, b in (("w^(l)_j", r"$w^{(l)}_j$"), ("w^(1)", r"$w^{(1)}$"), ("w^(2)", r"$w^{(2)}$"),
+                 ("x_j > 0", r"$x_j > 0$"), ("a_j > 0", r"$a_j > 0$"), ("u_j, v_j > 0", r"$u_j, v_j > 0$"),
+                 ("= a_j", r"$= a_j$"), ("n = 1", r"$n = 1$"), ("y = +1", r"$y = +1$"),
+                 ("L = 2", r"$L = 2$"), ("p = u + v", r"$p = u + v$"), ("q = u - v", r"$q = u - v$"),
+                 ("u = ", "$u$ = "), ("v = ", "$v$ = ")):
+        out = out.replace(a, b)
+    return out
+
+
+def _plain(text: str) -> str:
+    """A unicode condition as MathJax-safe ``\\text`` content."""
+    return text.encode("ascii", "replace").decode().replace("?", "~")
+
+
+def standalone_document(systems) -> str:
+    """A complete document (``article`` + amsmath) holding one or several systems."""
+    parts = [r"\documentclass{article}", r"\usepackage[margin=2cm]{geometry}",
+             r"\usepackage{amsmath,amssymb}", r"\allowdisplaybreaks", r"\begin{document}"]
+    for s in systems:
+        parts.append(system_latex(s))
+    parts.append(r"\end{document}")
+    return "\n".join(parts) + "\n"
