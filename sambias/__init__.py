@@ -1,2 +1,22 @@
-from .errors import ProblemError, SambiasError, SimulationError
-from .problem import Init, Problem, load_problem
+"""sambias: check theorems about the implicit bias of SAM numerically.
+
+>>> from sambias import load_problem
+>>> load_problem("example:gd-depth2").depth
+2
+"""
+
+from pathlib import Path as _Path
+
+# In a source checkout the subpackages live beside this folder (setup.cfg maps them with
+# package_dir).  When Python imports this folder straight from the checkout -- `python -c`
+# or `python -m pytest` run in the repository root -- let `sambias.flows` etc. resolve to
+# those folders too, so the checkout behaves like the installed package.
+_root = _Path(__file__).resolve().parent.parent
+if (_root / "setup.cfg").is_file() and (_root / "flows" / "__init__.py").is_file():
+    __path__.append(str(_root))  # noqa: F821 - __path__ is defined for packages
+del _Path, _root
+
+from .errors import ProblemError, SambiasError, SimulationError  # noqa: E402
+from .problem import Init, Problem, load_problem  # noqa: E402
+
+__all__ = ["Init", "Problem", "ProblemError", "SambiasError", "SimulationError", "load_problem"]
