@@ -159,8 +159,13 @@ def with_data(system: FlowSystem, X, y, rho: float | None = None) -> FlowSystem:
     """``system`` with its data symbols replaced by the numbers ``X`` (n x d) and ``y``."""
     if not system.symbolic_data:
         raise ValueError("this system already has numeric data")
-    Xa = np.asarray(X, dtype=float)
-    ya = np.asarray(y, dtype=float).reshape(-1)
+    raw_X, raw_y = np.asarray(X), np.asarray(y)
+    for name, arr in (("X", raw_X), ("y", raw_y)):
+        # numbers only: text (even "1.5") is refused rather than parsed
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"data {name}: expected real numbers, got dtype {arr.dtype}")
+    Xa = raw_X.astype(float)
+    ya = raw_y.astype(float).reshape(-1)
     if Xa.shape != (system.n, system.dim) or ya.shape != (system.n,):
         raise ValueError(f"data shape X {Xa.shape}, y {ya.shape} does not match n={system.n}, d={system.dim}")
     if not (np.all(np.isfinite(Xa)) and np.all(np.isfinite(ya))):

@@ -319,10 +319,53 @@ class GeneratedField:
         J = self._flow_jacobian(w, sigma)[0]
         return J.reshape(self.size, self.size)
 
+    def _perturbed_vjp(self, W, sigma):
+        """``(Wt rows, vjp)``: ``vjp(V)`` is ``sum_{l,j} V[l, j] d wt[l, j] / dW`` for ``V`` of
+        shape ``(L, d)`` -- the row-vector product without forming ``T`` (O(L^2 d + n d))."""
+        L, d, k = self.depth, self.dim, self.kernels
+        Wt, eps, info = self._perturbed_rows(W, sigma)
+        if eps is None or k.perturbation_is_shift:
+            return Wt, lambda V: V
+        g = info["g"]
+        extra = (info["N"],) if "N" in info else (info["S"],)
+        parts = k.jac_perturbed(*W, g, *extra, self.rho)
+        E = np.array(parts[:L * L]).reshape(L, L, d)
+        Eg = np.array(parts[L * L:L * L + L])
+        Es = np.array(parts[L * L + L:L * L + 2 * L])
+        P = np.array(k.dbeta(*W))
+        M = self._dg_dbeta(info["z"], info["q"])
+        if "N" in info:
+            jn = k.jac_norm_share(*W, g)
+            Cw, Cg = np.array(jn[:L]), jn[L]
+            dN = (Cw if M is None else Cw + (Cg @ M)[None, :] * P) / (2 * info["N"])
+        else:
+            dN = info["S"] * self._dlogS_dbeta(info["z"], info["q"])[None, :] * P
+
+        def vjp(V):
+            out = np.einsum("lj,lmj->mj", V, E)
+            if M is not None:
+                u = np.sum(V * Eg, axis=0)                  # sum_l V[l, j] d wt_l / d g_j
+                out = out + (u @ M)[None, :] * P
+            return out + np.sum(V * Es) * dN
+        return Wt, vjp
+
+    def rescaled_with_grad(self, w, sigma=None):
+        """``(dW/dtau, log S(W~), d log S(W~(W))/dW)`` in one pass (as ``NumpyField``)."""
+        k = self.kernels
+        Wt, vjp = self._perturbed_vjp(self._rows(w), sigma)
+        (beta_t,) = k.beta(*Wt)
+        z_t, log_S, q_t, g_t = self._coupling(beta_t)
+        out = k.flow(*Wt, g_t)
+        Pt = np.array(k.dbeta(*Wt))
+        h = self._dlogS_dbeta(z_t, q_t)
+        grad = vjp(h[None, :] * Pt).reshape(self.size)
+        if self._mp:
+            return list(np.concatenate(out)), log_S, list(grad)
+        return np.concatenate(out), log_S, grad
+
     def rescaled_log_speed_grad(self, w, sigma=None):
         """Gradient in ``W`` of ``log S(W~(W))`` (for the log-time row of a Jacobian)."""
-        g = self._flow_jacobian(w, sigma)[1].reshape(self.size)
-        return list(g) if self._mp else g
+        return self.rescaled_with_grad(w, sigma)[2]
 
     def physical_jac(self, w, sigma=None) -> np.ndarray:
         """Jacobian of ``dW/dt``."""

@@ -81,10 +81,17 @@ def _text(expr) -> str:
 
 # --- time derivatives ------------------------------------------------------------------------------
 def _time_derivative(cf: CoordinateForm, phi: sp.Expr, sigma_sub: dict | None = None) -> sp.Expr:
-    """``dPhi/dt`` for a function of coordinate ``j``'s weights."""
-    flow = cf.flow_in_w()
+    """``dPhi/dt`` for a function of coordinate ``j``'s weights.
+
+    Only the perturbed weights of the layers ``Phi`` involves are written out as
+    ``w + eps(w)``; the others stay symbols ``w~^{(m)}_j`` (an exact identity -- they
+    stand for their expressions), which keeps the expansion small at depth 10 and lets
+    the sign analysis see factors ``w~^{(m)}_j`` directly.
+    """
+    own = {wt: p for w, wt, p in zip(cf.w, cf.wt, cf.perturbed_point) if w in phi.free_symbols}
+    flow = [r.xreplace(own) for r in cf.rescaled]
     if sigma_sub:
-        flow = tuple(f.xreplace(sigma_sub) for f in flow)
+        flow = [f.xreplace(sigma_sub) for f in flow]
     return sp.expand(SPEED_T * sp.Add(*[sp.diff(phi, wl) * f for wl, f in zip(cf.w, flow)]))
 
 
@@ -123,6 +130,9 @@ def _pair_factors(cf: CoordinateForm, unknown: list) -> tuple[list[int], bool]:
             rest.append(f)
             continue
         hit = False
+        if base in cf.wt:
+            seen_wt.append(cf.wt.index(base))
+            continue
         for m, (wm, wtm) in enumerate(zip(cf.w, cf.perturbed_point)):
             if sp.expand(base - wm) == 0:
                 seen_w.append(m)
@@ -210,6 +220,7 @@ def _consistent_point(cf: CoordinateForm, w_vals, x0, rho, sigma_sub) -> dict:
     if sigma_sub:
         sub.update({k: sub[v] for k, v in sigma_sub.items()})
     wt = [e.xreplace(sub) for e in cf.perturbed_point]
+    sub.update(dict(zip(cf.wt, wt)))
     sub[SPEED_T] = _lam(cf.loss, x0 * sp.Mul(*wt))
     return sub
 
@@ -243,7 +254,8 @@ def _witness(cf: CoordinateForm, D: sp.Expr, sigma_sub: dict | None, want_sign: 
 def _loss_invariant(cf: CoordinateForm) -> Invariant:
     """``L(w)``: ``dL/dt = sum_j sum_l (S F^{(l)}_j) dw^{(l)}_j/dt``; the proof term is
     coordinate ``j``'s summand, so a sign-definite summand settles the sum."""
-    flow = cf.flow_in_w()
+    # w~ stays symbolic (it stands for w + eps(w)); GD substitutes w~ = w below
+    flow = cf.rescaled if cf.algorithm != "gd" else cf.flow_in_w()
     term = sp.expand(SPEED * SPEED_T * sp.Add(*[f * r for f, r in zip(cf.F, flow)]))
     summed = ("dL/dt is the sum over j of the proof term",
               r"$d\mathcal{L}/dt$ is the sum over $j$ of this term")

@@ -145,8 +145,9 @@ def system_latex(system, jupyter: bool = False) -> str:
             for j in range(d):
                 wt = _norm_as_symbol(s, s.perturbed_point[l][j])
                 lhs = _dd(s.weights[l][j], TAU_TEX)
-                rows.append(rf"{latex_name(s.perturbed[l][j])} &= {latex_expr(wt)}, & "
-                            rf"{lhs} &= {latex_expr(s.rescaled_flow[l][j])} \\")
+                # one column pair only: a second pair would be pushed right of the widest row above
+                rows.append(rf"{latex_name(s.perturbed[l][j])} &= {latex_expr(wt)}, \qquad "
+                            rf"{lhs} = {latex_expr(s.rescaled_flow[l][j])} \\")
     for r in s.reductions:
         sec(f"Reduction: {_text_to_latex(r.title)} ({_text_to_latex(r.assumptions)})")
         for sym, expr in r.variables:
@@ -163,14 +164,16 @@ def system_latex(system, jupyter: bool = False) -> str:
         sec(r"Invariants (generic coordinate $j$; each settled by SymPy)")
         for inv in s.invariants:
             what = {"conserved": "conserved", "monotone": inv.direction, "not conserved": "not conserved"}[inv.status]
-            cond = rf" \quad \text{{({inv.condition_latex})}}" if inv.condition_latex and not jupyter else ""
+            cond = rf"\text{{({inv.condition_latex})}}" if inv.condition_latex and not jupyter else ""
             if jupyter and inv.condition:
-                cond = rf" \quad \text{{({_plain(inv.condition)})}}"
+                cond = rf"\text{{({_plain(inv.condition)})}}"
             proof = ""
             if inv.status != "not conserved" and sp.count_ops(inv.proof_expr) <= 60:
                 proof = rf", \quad \frac{{d}}{{dt}} = {latex_expr(inv.proof_expr)}"
-            rows.append(rf"&\text{{{inv.name}: }} {latex_expr(inv.expression)} \ \text{{{what}}}{proof}{cond}"
+            rows.append(rf"&\text{{{inv.name}: }} {latex_expr(inv.expression)} \ \text{{{what}}}{proof}"
                         r" \nonumber\\")
+            if cond:  # on its own line: conditions are long
+                rows.append(rf"&\qquad {cond} \nonumber\\")
     body = "\n".join(rows)
     if body.endswith(r"\\"):
         body = body[:-2].rstrip()
