@@ -11,7 +11,7 @@ set: the data reach it only at call time, through the couplings computed by
 Kernels (each a function returning a tuple):
 
 * ``beta(w..)`` -> ``beta_j``;   ``dbeta(w..)`` -> ``d beta_j / d w^{(m)}_j`` for each ``m``
-* ``gradient(w.., g)`` -> ``F^{(l)}_j`` for each ``l``, then ``sum_l (F^{(l)}_j)^2``
+* ``gradient(w.., g)`` -> ``F^{(l)}_j`` for each ``l``; ``norm_share(w.., g)`` -> ``sum_l (F^{(l)}_j)^2``
 * ``perturbation(w.., g, [N], [S], [sigma..], rho)`` -> ``eps^{(l)}_j``
 * ``flow(wt.., gt)`` -> ``dw^{(l)}_j / dtau``
 * ``phi(z)``, ``dphi(z)`` -> ``log |l'(z)|`` and its derivative (per example)
@@ -37,7 +37,6 @@ import functools
 import itertools
 import linecache
 from dataclasses import dataclass, field
-from typing import Callable
 
 import mpmath
 import numpy as np
@@ -176,7 +175,8 @@ def kernel_specs(cf: CoordinateForm) -> list[KernelSpec]:
     specs = [
         KernelSpec("beta", w, (cf.beta,), w[0]),
         KernelSpec("dbeta", w, tuple(sp.diff(cf.beta, wm) for wm in w), w[0]),
-        KernelSpec("gradient", w + (g,), cf.F + (cf.norm_share,), w[0]),
+        KernelSpec("gradient", w + (g,), cf.F, w[0]),
+        KernelSpec("norm_share", w + (g,), (cf.norm_share,), w[0]),
         KernelSpec("flow", wt + (gt,), cf.rescaled, wt[0]),
         KernelSpec("phi", (Z,), (cf.phi,), Z),
         KernelSpec("dphi", (Z,), (cf.dphi,), Z),
@@ -224,11 +224,12 @@ class Kernels:
     perturbation_is_shift: bool
     functions: dict = field(repr=False)
 
-    def __getattr__(self, name: str) -> Callable:
-        functions = self.__dict__.get("functions", {})
-        if name in functions:
-            return functions[name]
-        raise AttributeError(name)
+    def __post_init__(self) -> None:
+        # plain instance attributes: the vector field calls these on every evaluation
+        for name, fn in self.functions.items():
+            if name in self.__dict__:
+                raise ValueError(f"kernel name {name!r} clashes with an attribute")
+            self.__dict__[name] = fn
 
 
 _counter = itertools.count()

@@ -15,7 +15,7 @@ The perturbation is written with the normalised gradient ``F = grad L / S``,
 
 >>> s = derive_flow(2, 2, 1, "linf-sam", "exp")
 >>> s.perturbation[0][0]
-rho*sign(-w_2_1*x_1_1*y_1)
+-rho*sign(w_2_1*x_1_1*y_1)
 >>> s.flow[0][0]
 wt_2_1*x_1_1*y_1*exp(-zt_1)
 """

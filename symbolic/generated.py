@@ -45,6 +45,10 @@ except Exception:  # pragma: no cover - flows may be mid-rewrite; FloatingPointE
     _MpCollapse = ArithmeticError
 
 
+#: up to this many examples the softmax of the hot path runs on Python floats
+_SCALAR_SOFTMAX = 32
+
+
 class CollapseError(FloatingPointError, _MpCollapse):
     """l2-SAM's perturbation is undefined: the normalised gradient is exactly 0."""
 
@@ -112,8 +116,9 @@ class GeneratedField:
         return self._vec(w).reshape(self.depth, self.dim)
 
     def _rows(self, w) -> tuple:
-        W = self.shape(w)
-        return tuple(W[l] for l in range(self.depth))
+        if not self._mp and type(w) is np.ndarray and w.dtype == np.float64:
+            return tuple(w.reshape(self.depth, self.dim))   # the hot path: no copy, no checks
+        return tuple(self.shape(w))
 
     def _out(self, rows) -> np.ndarray | list:
         flat = np.concatenate(rows)
@@ -131,14 +136,18 @@ class GeneratedField:
         return mpmath.sqrt(x) if self._mp else math.sqrt(x)
 
     def _sum(self, arr):
-        return mpmath.fsum(arr) if self._mp else float(np.sum(arr))
+        return mpmath.fsum(arr) if self._mp else float(arr.sum())
 
     def _zeros(self, shape):
         return np.full(shape, mpmath.mpf(0), dtype=object) if self._mp else np.zeros(shape)
 
     # --- couplings -------------------------------------------------------------------------------
-    def _coupling(self, beta):
-        """``(z, log S, q, g)`` at ``beta`` -- softmax weights in log space."""
+    def _coupling(self, beta, need_q: bool = True):
+        """``(z, log S, q, g)`` at ``beta`` -- softmax weights in log space.
+
+        ``need_q=False`` skips forming ``q`` (``None`` is returned): ``g = -A^T e / s``
+        needs only the unnormalised weights, one array operation less on the hot path.
+        """
         k = self.kernels
         z = self.A @ beta
         (phi,) = k.phi(z)
@@ -150,11 +159,21 @@ class GeneratedField:
             e = np.array([mpmath.exp(p - m) for p in phi], dtype=object)
             s = mpmath.fsum(e)
             log_S = m + mpmath.log(s)
-        else:
-            m = phi.max()
-            e = np.exp(phi - m)
-            s = e.sum()
-            log_S = float(m + math.log(s))
+            q = e / s
+            return z, log_S, q, -(q @ self.A)
+        if self.n <= _SCALAR_SOFTMAX and not need_q:
+            # a few examples: Python floats beat numpy's per-call overhead (same arithmetic)
+            vals = phi.tolist()
+            m = max(vals)
+            e = [math.exp(v - m) for v in vals]
+            s = math.fsum(e)
+            return z, m + math.log(s), None, np.dot(e, self.A) * (-1.0 / s)
+        m = phi.max()
+        e = np.exp(phi - m)
+        s = e.sum()
+        log_S = float(m + math.log(s))
+        if not need_q:
+            return z, log_S, None, (e @ self.A) * (-1.0 / s)
         q = e / s
         return z, log_S, q, -(q @ self.A)
 
@@ -174,28 +193,30 @@ class GeneratedField:
         return (q * dphi) @ self.A
 
     # --- the point W and its perturbation ----------------------------------------------------------
-    def _at(self, W):
+    def _at(self, W, need_q: bool = True):
         """Everything at ``W`` the perturbation needs: ``(z, log_S, q, g, F rows, norm share)``."""
         k = self.kernels
         (beta,) = k.beta(*W)
-        z, log_S, q, g = self._coupling(beta)
-        out = k.gradient(*W, g)
-        return z, log_S, q, g, out[:-1], out[-1]
+        z, log_S, q, g = self._coupling(beta, need_q)
+        F = k.gradient(*W, g)
+        share = k.norm_share(*W, g)[0] if self.algorithm == "l2-sam" else None
+        return z, log_S, q, g, F, share
 
-    def _perturb(self, W, sigma):
+    def _perturb(self, W, sigma, need_q: bool = True):
         """``(eps rows, info)``; ``eps`` is ``None`` when the flow is unperturbed."""
         alg, k = self.algorithm, self.kernels
         if alg == "gd" or self.rho == 0:
             return None, None
         if alg == "linf-sam":
             if sigma is None:
-                _, _, _, _, F, _ = self._at(W)
+                (beta,) = k.beta(*W)
+                F = k.gradient(*W, self._coupling(beta, need_q=False)[3])
                 s = tuple((np.frompyfunc(mpmath.sign, 1, 1)(f) if self._mp else np.sign(f)) for f in F)
             else:
                 s = self._rows(sigma) if self._mp else tuple(
                     np.asarray(sigma, dtype=float).reshape(self.depth, self.dim))
             return k.perturbation(*W, *s, self.rho), {"sigma": s}
-        z, log_S, q, g, F, share = self._at(W)
+        z, log_S, q, g, F, share = self._at(W, need_q)
         info = {"z": z, "log_S": log_S, "q": q, "g": g, "F": F}
         if alg == "l2-sam":
             N = self._sqrt(self._sum(share))
@@ -207,8 +228,8 @@ class GeneratedField:
         info["S"] = S
         return k.perturbation(*W, g, S, self.rho), info
 
-    def _perturbed_rows(self, W, sigma):
-        eps, info = self._perturb(W, sigma)
+    def _perturbed_rows(self, W, sigma, need_q: bool = True):
+        eps, info = self._perturb(W, sigma, need_q)
         if eps is None:
             return W, eps, info
         return tuple(a + b for a, b in zip(W, eps)), eps, info
@@ -235,9 +256,9 @@ class GeneratedField:
     def rescaled(self, w, sigma=None):
         """``(dW/dtau, log S(W~))``: the loss-free flow and the log of ``dtau/dt``."""
         k = self.kernels
-        Wt, _, _ = self._perturbed_rows(self._rows(w), sigma)
+        Wt, _, _ = self._perturbed_rows(self._rows(w), sigma, need_q=False)
         (beta_t,) = k.beta(*Wt)
-        _, log_S, _, g_t = self._coupling(beta_t)
+        _, log_S, _, g_t = self._coupling(beta_t, need_q=False)
         return self._out(k.flow(*Wt, g_t)), log_S
 
     def physical(self, w, sigma=None):
@@ -246,7 +267,8 @@ class GeneratedField:
         if self._mp:
             S = mpmath.exp(log_S)
             return [S * v for v in dw]
-        return np.exp(log_S) * dw
+        # math.exp is the cheap call; past its range numpy gives inf (and warns) as NumpyField does
+        return (math.exp(log_S) if log_S < 709.0 else np.exp(log_S)) * dw
 
     rescaled_mp = rescaled
     physical_mp = physical

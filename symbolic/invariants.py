@@ -11,10 +11,10 @@ the generic-coordinate form with ``w~`` replaced by ``w + eps(w)``.  Then:
   stated condition: one example (``g~_j = g_j``), one example with ``y x_j > 0``
   (``g_j = -gamma_j < 0``), and factors ``w^{(m)}_j w~^{(m)}_j`` required to be ``>= 0``;
 * otherwise **not conserved**, with a witness: an exact point of a ``d = n = 1`` problem
-  (consistent couplings) where ``dPhi/dt != 0``, evaluated to 30 digits.
+  (consistent couplings) where ``dPhi/dt != 0``, evaluated to 50 digits.
 
 >>> [(i.name, i.status) for i in coordinate_invariants(2, "gd", "exp")][:2]
-[('layer balance (1,2)', 'conserved'), ('layer difference (1,2)', 'monotone')]
+[('layer balance (1,2)', 'conserved'), ('layer difference (1,2), squared', 'monotone')]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Invariant:
     ``witness``: for a quantity that is not conserved, a ``d = n = 1`` point where its
     derivative is non-zero.
 
-    >>> inv = coordinate_invariants(2, "l2-sam", "exp")[1]
+    >>> inv = coordinate_invariants(2, "l2-sam", "exp")[0]
     >>> inv.name, inv.status, inv.direction, inv.condition
     ('layer balance (1,2), squared', 'monotone', 'non-increasing', 'one example (n = 1)')
     """

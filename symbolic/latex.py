@@ -108,7 +108,7 @@ def system_latex(system, jupyter: bool = False) -> str:
     title = (f"{ALGORITHM_LATEX[s.algorithm]} flow: depth $L = {L}$, $d = {d}$, $n = {n}$, "
              f"{LOSS_NAMES[s.loss]} loss")
     if s.rho_value is not None:
-        title += rf", $\rho = {latex_expr(sp.Float(s.rho_value, 6) if not float(s.rho_value).is_integer() else sp.Integer(int(s.rho_value)))}$"
+        title += rf", $\rho = {s.rho_value:g}$"
     sec(title)
     ell = latex_expr(s.loss_function)
     eq(r"\beta_j", latex_expr(cf.beta) + rf", \qquad z_i = y_i \sum_{{j=1}}^{{{d}}} x_{{ij}}\, \beta_j"
@@ -149,7 +149,7 @@ def system_latex(system, jupyter: bool = False) -> str:
                 rows.append(rf"{latex_name(s.perturbed[l][j])} &= {latex_expr(wt)}, \qquad "
                             rf"{lhs} = {latex_expr(s.rescaled_flow[l][j])} \\")
     for r in s.reductions:
-        sec(f"Reduction: {_text_to_latex(r.title)} ({_text_to_latex(r.assumptions)})")
+        sec(f"Reduction: {r.title_latex} ({r.assumptions_latex})")
         for sym, expr in r.variables:
             eq(latex_name(sym), latex_expr(expr), num=False)
         for sym, rhs in r.equations:
@@ -167,11 +167,10 @@ def system_latex(system, jupyter: bool = False) -> str:
             cond = rf"\text{{({inv.condition_latex})}}" if inv.condition_latex and not jupyter else ""
             if jupyter and inv.condition:
                 cond = rf"\text{{({_plain(inv.condition)})}}"
-            proof = ""
-            if inv.status != "not conserved" and sp.count_ops(inv.proof_expr) <= 60:
-                proof = rf", \quad \frac{{d}}{{dt}} = {latex_expr(inv.proof_expr)}"
-            rows.append(rf"&\text{{{inv.name}: }} {latex_expr(inv.expression)} \ \text{{{what}}}{proof}"
+            rows.append(rf"&\text{{{inv.name}: }} {latex_expr(inv.expression)} \ \text{{{what}}}"
                         r" \nonumber\\")
+            if inv.status != "not conserved" and sp.count_ops(inv.proof_expr) <= 60:
+                rows.append(rf"&\qquad \frac{{d}}{{dt}}(\cdot) = {latex_expr(inv.proof_expr)} \nonumber\\")
             if cond:  # on its own line: conditions are long
                 rows.append(rf"&\qquad {cond} \nonumber\\")
     body = "\n".join(rows)
@@ -179,19 +178,6 @@ def system_latex(system, jupyter: bool = False) -> str:
         body = body[:-2].rstrip()
     block = "\\begin{align}\n" + body + "\n\\end{align}\n"
     return block if jupyter else "\n".join(head) + "\n" + block
-
-
-def _text_to_latex(text: str) -> str:
-    """Our own plain-text labels (fixed strings of this package) as LaTeX text."""
-    out = (text.replace("ℓ∞", r"$\ell_\infty$").replace("ℓ2", r"$\ell_2$").replace("l2-SAM", r"$\ell_2$-SAM")
-           .replace("linf-SAM", r"$\ell_\infty$-SAM").replace("—", "--").replace("−", "-"))
-    for a, b in (("w^(l)_j", r"$w^{(l)}_j$"), ("w^(1)", r"$w^{(1)}$"), ("w^(2)", r"$w^{(2)}$"),
-                 ("x_j > 0", r"$x_j > 0$"), ("a_j > 0", r"$a_j > 0$"), ("u_j, v_j > 0", r"$u_j, v_j > 0$"),
-                 ("= a_j", r"$= a_j$"), ("n = 1", r"$n = 1$"), ("y = +1", r"$y = +1$"),
-                 ("L = 2", r"$L = 2$"), ("p = u + v", r"$p = u + v$"), ("q = u - v", r"$q = u - v$"),
-                 ("u = ", "$u$ = "), ("v = ", "$v$ = ")):
-        out = out.replace(a, b)
-    return out
 
 
 def _plain(text: str) -> str:

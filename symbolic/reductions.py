@@ -10,14 +10,14 @@ THEORY.md's one-example derivations (``y = +1``, ``x_j > 0``, positive weights):
   ``da_j/dtau = x_j (a_j - rho)^{L-1}`` (the ODE behind Thm 3.2 / Cor 3.5).
 
 Each reduction is derived from the generic-coordinate form by substitution and
-``simplify``; then (1) the invariance of the reduced manifold, (2) agreement with the
+``cancel``/``factor`` (``xpos_j`` is the positive data value ``x_j``, printed ``x_j``); then (1) the invariance of the reduced manifold, (2) agreement with the
 *full explicit* flow of the system (every coordinate when ``d <= 8``, else coordinates
 ``1, 2, d``) and (3) agreement with THEORY's stated form, where there is one, are each
 checked by SymPy and recorded.
 
 >>> r = symbolic_reductions(2, 3, "linf-sam", "exp")[0]
 >>> r.name, r.equations[0][1], r.matches_flow, r.matches_claim
-('pq', x_j*(p_j - 2*rho), True, True)
+('pq', xpos_j*(p_j - 2*rho), True, True)
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .coordinate import coordinate_form
 from .functions import loss_derivative
 from .notation import NORM, RHO, SPEED, Z, coordinate_variable
 from .text import text_expr
+
+
+_LATEX_NAMES = {"gd": "GD", "l2-sam": r"$\ell_2$-SAM", "linf-sam": r"$\ell_\infty$-SAM", "usam": "USAM"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Reduction:
     name: str
     title: str
     assumptions: str
+    title_latex: str
+    assumptions_latex: str
     variables: tuple
     equations: tuple
     auxiliary: tuple
@@ -136,10 +140,13 @@ def _pq(system) -> Reduction:
         red = {x: xs[k], u: U[k], v: V[k]}
         ok &= _zero(full[0][k].xreplace(esub) - du.xreplace(red))
         ok &= _zero(full[1][k].xreplace(esub) - dv.xreplace(red))
-    name = "linf-SAM" if system.algorithm == "linf-sam" else "GD"
+    name = "ℓ∞-SAM" if system.algorithm == "linf-sam" else "GD"
     return Reduction(
         name="pq", title=f"{name}, L = 2, one example: p = u + v, q = u − v",
-        assumptions="n = 1, y = +1, x_j > 0, u_j, v_j > 0 (positive orthant); u = w^(1), v = w^(2)",
+        assumptions="n = 1, y = +1, x_j > 0, u_j, v_j > 0 (positive orthant); u = w⁽¹⁾, v = w⁽²⁾",
+        title_latex=rf"{_LATEX_NAMES[system.algorithm]}, $L = 2$, one example: $p = u + v$, $q = u - v$",
+        assumptions_latex=r"$n = 1$, $y = +1$, $x_j > 0$, $u_j, v_j > 0$ (positive orthant); "
+                          r"$u = w^{(1)}$, $v = w^{(2)}$",
         variables=((p, cf.w[0] + cf.w[1]), (q, cf.w[0] - cf.w[1])),
         equations=((p, dp), (q, dq)), auxiliary=(), claimed=claimed, matches_claim=matches_claim,
         matches_flow=bool(ok), manifold_invariant=True, checked_coordinates=coords)
@@ -203,10 +210,12 @@ def _balanced(system) -> Reduction:
     elif alg == "l2-sam" and L == 2:
         claimed = (x * a * (1 - RHO * x / NORM),)
     matches = None if claimed is None else _zero(da - claimed[0])
-    names = {"gd": "GD", "l2-sam": "l2-SAM", "linf-sam": "linf-SAM", "usam": "USAM"}
+    names = {"gd": "GD", "l2-sam": "ℓ2-SAM", "linf-sam": "ℓ∞-SAM", "usam": "USAM"}
     return Reduction(
-        name="balanced", title=f"{names[alg]}, one example, balanced layers w^(l)_j = a_j",
+        name="balanced", title=f"{names[alg]}, one example, balanced layers w⁽ˡ⁾ⱼ = aⱼ",
         assumptions="n = 1, y = +1, x_j > 0, a_j > 0, every layer equal",
+        title_latex=rf"{_LATEX_NAMES[alg]}, one example, balanced layers $w^{{(l)}}_j = a_j$",
+        assumptions_latex=r"$n = 1$, $y = +1$, $x_j > 0$, $a_j > 0$, every layer equal",
         variables=((a, cf.w[0]),), equations=((a, da),), auxiliary=aux, claimed=claimed,
         matches_claim=matches, matches_flow=bool(ok), manifold_invariant=bool(invariant),
         checked_coordinates=coords)

@@ -5,7 +5,7 @@ SymPy ``StrPrinter`` that knows the package's notation (``w⁽¹⁾₂``, ``ρ``
 
 >>> from sambias.symbolic.notation import weight, RHO
 >>> text_expr(2 * RHO * weight(1, 2) ** 2)
-'2·ρ·w⁽¹⁾₂²'
+'2·ρ·(w⁽¹⁾₂)²'
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ def _dt(sym, var="t") -> str:
     return f"d{text_name(sym)}/d{var}"
 
 
-def _grid(system, rows, fmt, limit=24) -> list[str]:
-    """Per-layer, per-coordinate lines (all of them when ``L*d <= limit``)."""
+def _grid(system, rows, fmt) -> list[str]:
+    """Per-layer, per-coordinate lines (when the system is as small as the LaTeX prints)."""
+    from .latex import EXPLICIT_LIMIT
     L, d = system.depth, system.dim
     lines = []
-    if L * d > limit:
+    if L * d > EXPLICIT_LIMIT or system.n > 4:
         return lines
     for l in range(L):
         for j in range(d):

@@ -10,7 +10,7 @@ import sympy as sp
 
 from sambias import Init, Problem
 from sambias.flows import NumpyField
-from sambias.symbolic import derive, derive_flow
+from sambias.symbolic import derive
 from sambias.symbolic.coordinate import coordinate_form
 from sambias.symbolic.invariants import coordinate_invariants
 from sambias.symbolic.notation import RHO, coordinate_variable
