@@ -8,9 +8,11 @@ GD at 0.2 and the collapsing l2-SAM at 0.06.
 For each case and method (``auto`` = LSODA with a BDF fallback, and the other solvers):
 the best of ``REPEATS`` wall and CPU times of ``simulate(p, "1e400")``, steps, evaluations,
 status and the final ``beta``.  Then the horizon a naive float64 discrete SAM loop
-(``w <- w - eta grad L(w + eps(w))``, ``eta = 1e-2``, :meth:`NumpyField.physical`) reaches in
+(``w <- w - eta grad L(w + eps(w))``, ``eta = 1e-2``, :meth:`GeneratedField.physical`) reaches in
 the same wall time as ``auto``, and the ratio of the two horizons' log10.
 
+``--oracle`` integrates the hand-written ``tests/oracles`` ``NumpyField`` instead of the
+derived kernels (written to ``results/flows_oracle.json``: the before/after of issue 9).
 ``--mp`` also times ``precision="mp:50"`` on the same cases (the mpmath integrator; see
 ``bench_mp.py`` for its own benchmark) and records the mp / float64 ratio.
 """
@@ -27,7 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from sambias import Init, Problem
-from sambias.flows import NumpyField, simulate
+from sambias.flows import simulate
+from sambias.symbolic import GeneratedField
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.oracles.field import NumpyField  # noqa: E402  (the hand-written oracle, for --oracle)
 
 X = [[3.0, 2.0, 1.0, 0.5]]
 RHO = 0.5
@@ -60,7 +66,7 @@ def time_simulate(p: Problem, **kw) -> dict:
 
 def naive_loop(p: Problem, seconds: float) -> dict:
     """Discrete SAM in float64 for ``seconds`` of wall time: how far in t does it get?"""
-    f = NumpyField(p)
+    f = GeneratedField(p)
     w = p.initial_weights().ravel().copy()
     k = 0
     start = time.perf_counter()
@@ -85,12 +91,16 @@ def naive_loop(p: Problem, seconds: float) -> dict:
 def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")
     with_mp = "--mp" in argv
+    # --oracle integrates the hand-written tests/oracles NumpyField instead of the derived
+    # kernels (the engine before issue 9): the before/after comparison of the two fields
+    oracle = "--oracle" in argv
     rows = []
     for algorithm, alpha in CASES:
         p = problem(algorithm, alpha)
         row = {"case": f"{algorithm} alpha={alpha}", "algorithm": algorithm, "alpha": alpha, "methods": {}}
         for method in METHODS:
-            row["methods"][method] = time_simulate(p, method=method)
+            row["methods"][method] = time_simulate(p, method=method,
+                                                   **({"field": NumpyField(p)} if oracle else {}))
         auto = row["methods"]["auto"]
         naive = naive_loop(p, auto["wall_s"])
         row["naive"] = naive
@@ -108,7 +118,7 @@ def main(argv: list[str]) -> int:
 
     out = {"benchmark": "flows", "horizon": HORIZON, "eta_naive": ETA, "repeats": REPEATS,
            "target_wall_s": TARGET_S, "python": sys.version.split()[0], "cases": rows}
-    path = Path(__file__).resolve().parent / "results" / "flows.json"
+    path = Path(__file__).resolve().parent / "results" / ("flows_oracle.json" if oracle else "flows.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
 

@@ -3,11 +3,11 @@
 * :func:`simulate` -- the flow to a (possibly astronomically long) horizon, float64 in log
   time or mpmath (``precision="mp:DIGITS"``);
 * :func:`iterate` -- the discrete algorithm ``w <- w - eta grad L(w + eps(w))``;
-* :class:`NumpyField` -- the reference vector fields; :class:`Trajectory` -- the result.
+* :class:`Trajectory` -- the result.  The vector fields are derived and compiled by
+  :mod:`sambias.symbolic` (``GeneratedField``); flows/ integrates them.
 """
-from .field import NumpyField
 from .trajectory import DominantSwitch, Trajectory
 from .integrate import simulate
 from .discrete import iterate
 
-__all__ = ["NumpyField", "DominantSwitch", "Trajectory", "simulate", "iterate"]
+__all__ = ["DominantSwitch", "Trajectory", "simulate", "iterate"]

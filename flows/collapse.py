@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .logtime import _norm
+
 COLLAPSE_RTOL = 1e-9
 
 
@@ -28,11 +30,12 @@ class CollapseWatch:
     def __init__(self, field, w0: np.ndarray, rtol: float = COLLAPSE_RTOL) -> None:
         self.field = field
         self.rtol = rtol
-        self.norm0 = float(np.linalg.norm(field.normalised_gradient(w0)))
+        # (a scaled norm: at an init of 1e-300 the squares underflow and |F| would read 0)
+        self.norm0 = _norm(np.asarray(field.normalised_gradient(w0), float))
 
     @staticmethod
     def applies(problem) -> bool:
-        return problem.algorithm == "l2-sam" and problem.rho > 0 and problem.depth >= 2
+        return is_normalised(problem)
 
     @property
     def collapsed_at_start(self) -> bool:
@@ -40,7 +43,7 @@ class CollapseWatch:
 
     def ratio(self, w: np.ndarray) -> float:
         """``|F(W)| / |F(W(0))|``."""
-        return float(np.linalg.norm(self.field.normalised_gradient(w))) / self.norm0
+        return _norm(np.asarray(self.field.normalised_gradient(w), float)) / self.norm0
 
     def value(self, w: np.ndarray) -> float:
         """Event function: crosses 0 downwards when ``|F|`` reaches the threshold."""
@@ -51,6 +54,37 @@ class CollapseWatch:
         return self.ratio(w) < 1e-4
 
 
-def collapse_status(log10_t: float, tau: float) -> str:
-    return (f"collapse: w reached 0 at log10 t = {log10_t:.6g} (tau = {tau:.6g}); "
-            "the l2-SAM perturbation rho F/|F| is undefined there (0/0)")
+def is_filippov(problem) -> bool:
+    """Whether the problem's algorithm is discontinuous (sign-type, as linf-SAM): its flow is
+    integrated in the Filippov sense.  Read off the algorithm's one definition in symbolic/."""
+    from sambias.symbolic.algorithms import get_algorithm
+
+    return problem.rho > 0 and get_algorithm(problem.algorithm).discontinuous
+
+
+def is_normalised(problem) -> bool:
+    """Whether the perturbation has a fixed length (``eps(c g) = eps(g)``, as l2-SAM and ASAM):
+    then ``w = 0`` (L >= 2) is reached in finite time and the flow is undefined there (0/0),
+    so the run watches for the collapse.  GD's zero perturbation is trivially of degree 0."""
+    from sambias.symbolic.algorithms import get_algorithm, perturbation_degree
+
+    if problem.rho <= 0 or problem.depth < 2 or problem.algorithm == "gd":
+        return False
+    algorithm = get_algorithm(problem.algorithm)
+    return not algorithm.discontinuous and perturbation_degree(algorithm, problem.depth) == 0
+
+
+def collapse_status(log10_t: float, tau: float, w: np.ndarray | None = None, problem=None) -> str:
+    """The ``"collapse: ..."`` status; with the weights and the problem it names the columns
+    that reached 0 and those that never move (``x_j = 0`` for every example: ``F_j = 0``)."""
+    where = f"at log10 t = {log10_t:.6g} (tau = {tau:.6g})"
+    tail = "; the l2-SAM perturbation rho F/|F| is undefined there (0/0)"
+    if w is not None and problem is not None:
+        W = np.asarray(w, float).reshape(problem.depth, problem.dim)
+        idle = np.flatnonzero(np.all(np.asarray(problem.signed_data) == 0.0, axis=0) & np.any(W != 0.0, axis=0))
+        if idle.size:
+            moving = [int(j) for j in range(problem.dim) if j not in idle]
+            return (f"collapse: F reached 0 {where}: columns {moving} reached w = 0, columns "
+                    f"{[int(j) for j in idle]} (x_j = 0 in every example) never move and keep their "
+                    f"weights{tail}")
+    return f"collapse: w reached 0 {where}{tail}"

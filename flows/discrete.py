@@ -26,7 +26,6 @@ from sambias.errors import ProblemError
 from sambias.problem import Problem
 
 from .dominant import dominant_switches
-from .field import NumpyField
 from .losses import log10_loss_rows
 from .trajectory import Trajectory
 
@@ -54,7 +53,9 @@ def iterate(problem: Problem, eta: float, steps: int, *, record_every: int = 1, 
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "steps" else 1):
             raise ProblemError(f"{name}: expected a {'non-negative' if name == 'steps' else 'positive'} integer, "
                                f"got {value!r}")
-    field = field if field is not None else NumpyField(problem)
+    if field is None:
+        from sambias.symbolic import GeneratedField
+        field = GeneratedField(problem)
     L, d = problem.depth, problem.dim
     eta = float(eta)
     w = problem.initial_weights().ravel().copy()

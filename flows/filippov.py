@@ -1,8 +1,9 @@
 """linf-SAM's discontinuous flow in the Filippov sense: frozen sign patterns, sliding, events.
 
 linf-SAM perturbs by ``rho * sign(F(W))`` with ``F[l, j] = g_j * prod_{m != l} W[m, j]``
-(``g = -A.T q``, see :mod:`sambias.flows.field`).  A switching function ``F[l, j]``
-changes sign only where one of its factors does, so the discontinuity surfaces are
+(``g = -A.T q``, THEORY.md; the field is ``sambias.symbolic.GeneratedField``).  A switching
+function ``F[l, j]`` changes sign only where one of its factors does, so the discontinuity
+surfaces are
 
 * the coordinate hyperplanes ``W[k, j] = 0`` (for ``L >= 2``; crossing one flips the
   ``L - 1`` switches ``F[l, j]``, ``l != k``, at once), and
@@ -42,7 +43,35 @@ from dataclasses import dataclass, field as dc_field
 import numpy as np
 from scipy.optimize import brentq, least_squares
 
-from .field import NumpyField, log_abs_loss_derivative, dlog_abs_loss_derivative, logsumexp
+from scipy.special import expit
+
+
+def _logsumexp(a: np.ndarray) -> float:
+    """``log(sum(exp(a)))`` of a 1-D array (scipy's costs ~80 us of argument checks a call)."""
+    a = np.asarray(a, float)
+    m = float(a.max())
+    return m if a.size == 1 or not np.isfinite(m) else m + float(np.log(np.sum(np.exp(a - m))))
+
+
+def _log_abs_dloss(z: np.ndarray, loss: str) -> np.ndarray:
+    """``log |l'(z)|`` (exponential or logistic loss), never ``e^{-z}`` itself (it underflows)."""
+    return -z if loss == "exp" else -np.logaddexp(0.0, z)
+
+
+def _dlog_abs_dloss(z: np.ndarray, loss: str) -> np.ndarray:
+    return -np.ones_like(z) if loss == "exp" else -expit(z)
+
+
+def others_product(W: np.ndarray) -> np.ndarray:
+    """``P[l, j] = prod_{k != l} W[k, j]`` without division (prefix/suffix products)."""
+    L = W.shape[0]
+    if L <= 2:
+        return np.ones_like(W) if L == 1 else W[::-1].copy()
+    prefix, suffix = np.ones_like(W), np.ones_like(W)
+    for l in range(1, L):
+        prefix[l] = prefix[l - 1] * W[l - 1]
+        suffix[L - 1 - l] = suffix[L - l] * W[L - l]
+    return prefix * suffix
 
 
 @dataclass
@@ -69,7 +98,10 @@ class FilippovModel:
 
     def __init__(self, problem, field=None) -> None:
         self.problem = problem
-        self.field = field if field is not None else NumpyField(problem)
+        if field is None:
+            from sambias.symbolic import GeneratedField
+            field = GeneratedField(problem)
+        self.field = field
         self.L, self.d = problem.depth, problem.dim
         self.N = self.L * self.d
         self.rho = float(problem.rho)
@@ -82,7 +114,6 @@ class FilippovModel:
 
     # --- g and its motion ---------------------------------------------------------
     def _beta_parts(self, W: np.ndarray):
-        from .field import others_product
         P = others_product(W)
         return P, P[0] * W[0]
 
@@ -90,8 +121,8 @@ class FilippovModel:
         """``g(W) = -A.T q(W)`` (the common factor of every column's switches)."""
         W = np.asarray(w, float).reshape(self.L, self.d)
         _, beta = self._beta_parts(W)
-        logl = log_abs_loss_derivative(self.A @ beta, self.loss)
-        q = np.exp(logl - logsumexp(logl))
+        logl = _log_abs_dloss(self.A @ beta, self.loss)
+        q = np.exp(logl - _logsumexp(logl))
         return -(self.A.T @ q)
 
     def g_rate(self, w: np.ndarray, dw: np.ndarray) -> np.ndarray:
@@ -99,9 +130,9 @@ class FilippovModel:
         W = np.asarray(w, float).reshape(self.L, self.d)
         P, beta = self._beta_parts(W)
         z = self.A @ beta
-        logl = log_abs_loss_derivative(z, self.loss)
-        q = np.exp(logl - logsumexp(logl))
-        dphi = dlog_abs_loss_derivative(z, self.loss)
+        logl = _log_abs_dloss(z, self.loss)
+        q = np.exp(logl - _logsumexp(logl))
+        dphi = _dlog_abs_dloss(z, self.loss)
         dbeta = np.sum(P * np.asarray(dw, float).reshape(self.L, self.d), axis=0)
         dz = self.A @ dbeta
         dq = q * dphi * dz - q * np.dot(q, dphi * dz)
@@ -151,7 +182,6 @@ class FilippovModel:
         return Pi, G
 
     def sigma_from(self, Pi: np.ndarray, G: np.ndarray) -> np.ndarray:
-        from .field import others_product
         return (G[None, :] * others_product(Pi)).ravel()
 
     def sigma(self, w: np.ndarray, mode: Mode, cg: np.ndarray | None = None) -> np.ndarray:
@@ -369,6 +399,39 @@ class FilippovModel:
             return "-"
         return "slide"   # both sides push in, or tangent: held (Filippov sliding)
 
+    def _leave_corners(self, w: np.ndarray, mode: Mode, decisions: list, tol: float) -> Mode:
+        """Release a column held at a corner (two or more coordinates at 0) when some side
+        pattern of its held coordinates carries every one of them away, each to its own side.
+
+        A corner is frozen only if no such pattern exists.  For ``L = 2`` none does (the
+        switches flip when the column crosses: THEORY's "held at 0").  For odd ``L`` a
+        balanced column crossing 0 together leaves every switch ``F[l, j]`` unchanged (``L - 1``
+        factors flip), so the flow goes straight through: ``w_j = -0.55`` in every layer
+        grows as ``da/dtau = x (a - rho)^2`` (issue 10.2).  Patterns are tried in order of
+        their smallest outgoing speed, the strongest first.
+        """
+        import itertools
+
+        if self.L < 3:
+            return mode      # (no pattern exists at L = 2; g-sliding columns would chatter)
+        for j in np.flatnonzero((mode.pinned.sum(axis=0) >= 2) & ~mode.gslide):
+            ks = np.flatnonzero(mode.pinned[:, j])
+            best, best_speed = None, 0.0
+            for signs in itertools.product((1.0, -1.0), repeat=ks.size):
+                trial = mode.copy()
+                trial.pinned[ks, j] = False
+                trial.pw[ks, j] = signs
+                dw = np.asarray(self.flow(w, trial)[0]).reshape(self.L, self.d)[ks, j]
+                speed = float(np.min(np.asarray(signs) * dw))
+                if speed > tol and speed > best_speed:
+                    best, best_speed = signs, speed
+            if best is not None:
+                mode = mode.copy()
+                mode.pinned[ks, j] = False
+                mode.pw[ks, j] = best
+                decisions.extend(("coord", int(k * self.d + j), "+" if sgn > 0 else "-") for k, sgn in zip(ks, best))
+        return mode
+
     def settle(self, w: np.ndarray, mode: Mode, candidates: np.ndarray, g_candidates: np.ndarray,
                *, tol: float) -> tuple[Mode, list]:
         """New mode at an event point ``w`` (candidate coordinates already exactly 0).
@@ -414,6 +477,7 @@ class FilippovModel:
                     changed = True
             if not changed:
                 break
+        mode = self._leave_corners(w, mode, decisions, tol)
         for k, j in zip(*np.nonzero(mode.pinned)):
             decisions.append(("coord", int(k * self.d + j), "slide"))
         for j in np.flatnonzero(mode.gslide):

@@ -41,9 +41,8 @@ from sambias.errors import ProblemError, SimulationError
 from sambias.horizon import Horizon, parse_horizon
 from sambias.problem import Problem
 
-from .collapse import CollapseWatch, collapse_status
+from .collapse import CollapseWatch, collapse_status, is_filippov
 from .dominant import dominant_switches
-from .field import NumpyField
 from .filippov import FilippovModel
 from .logtime import LN10, LogTimeSystem, ln1p_of_horizon, log10_t_from_s, tau_from_r
 from .losses import log10_loss_rows
@@ -78,14 +77,14 @@ def simulate(problem: Problem, horizon: Horizon | str | float | int, *, time: st
     ``time="physical"`` stops at ``t = T``, ``time="rescaled"`` at ``tau = T``.
     ``precision`` is ``"float64"`` or ``"mp:DIGITS"`` (mpmath, digits >= 10).
     ``method`` is ``"auto"`` (LSODA; BDF for segments that start stiff or that LSODA gives
-    up on), ``"Radau"``, ``"BDF"``, ``"LSODA"`` (all three get the analytic Jacobian),
+    up on, and for linf-SAM throughout), ``"Radau"``, ``"BDF"``, ``"LSODA"`` (all three get the analytic Jacobian),
     ``"DOP853"`` or ``"RK45"`` (explicit: fine to ``t = 1e1000``, slow far beyond, where the
     clock is stiff).  ``rtol`` defaults to 1e-9 (float64; the mp default otherwise).
     ``atol`` defaults to ``1e-100`` times the initial weight scale -- error control is
     relative per coordinate, because a coordinate driven down to 1e-36 can come back and
     lead -- and ``1e-3 rtol`` times that scale for a coordinate that starts a segment at
     exactly 0.  ``field`` replaces
-    ``NumpyField(problem)`` (any object with its methods).  ``events`` are callables
+    the derived ``sambias.symbolic.GeneratedField(problem)`` (any object with its methods).  ``events`` are callables
     ``event(tau, w)`` (``w`` the flat weights, ``tau`` the rescaled time, ``inf`` past
     1e308) with optional ``terminal``/``direction`` attributes as in ``solve_ivp``; their
     zeros are recorded in ``stats["event_log"]``.  ``max_steps`` caps the accepted steps
@@ -93,7 +92,7 @@ def simulate(problem: Problem, horizon: Horizon | str | float | int, *, time: st
 
     The returned trajectory's ``status`` is ``"ok"`` or why the run stopped early
     (``"collapse: ..."``, ``"overflow: ..."``, ``"max_steps: ..."``, ``"event: ..."``,
-    ``"chattering: ..."``, ``"failed: ..."``).  Bad arguments raise
+    ``"chattering: ..."``, ``"failed: ..."``, ``"solver: ..."`` when a solver raised).  Bad arguments raise
     :class:`~sambias.errors.ProblemError` with a one-line message.
 
     >>> from sambias import Problem, Init
@@ -235,6 +234,10 @@ class _LinearSegment:
         return (1 - theta) * self.w0 + theta * self.w1, s, self.r0 + theta * (self.r1 - self.r0)
 
 
+def _where_of(s: float, r: float) -> str:
+    return f"log10 t = {log10_t_from_s(s):.6g} (tau = {tau_from_r(r):.6g})"
+
+
 def _arc(a: np.ndarray, b: np.ndarray) -> float:
     d = np.asarray(b, float) - np.asarray(a, float)
     m = float(np.max(np.abs(d))) if d.size else 0.0
@@ -247,9 +250,18 @@ class _Run:
         self.horizon = horizon
         self.time = time
         self.method = AUTO_METHOD if method == "auto" else method
+        if method == "auto" and is_filippov(problem):
+            # a Filippov evaluation costs several plain ones, so fewer, implicit steps pay:
+            # BDF took 2-3x fewer steps than LSODA and 3-8x less time on random
+            # asymmetric L = 2 problems (issue 10.1)
+            self.method = AUTO_FALLBACK
         self.method_asked = method
         self.rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-        self.field = field if field is not None else NumpyField(problem)
+        if field is None:
+            # the engine integrates what symbolic/ derives (compiled once per shape and cached)
+            from sambias.symbolic import GeneratedField
+            field = GeneratedField(problem)
+        self.field = field
         self.L, self.d = problem.depth, problem.dim
         self.N = self.L * self.d
         self.w0 = problem.initial_weights().ravel()
@@ -267,7 +279,7 @@ class _Run:
         self.user_events = events
         self.max_steps = DEFAULT_MAX_STEPS if max_steps is None else int(max_steps)
         self.progress = progress
-        self.linf = problem.algorithm == "linf-sam" and problem.rho > 0
+        self.linf = is_filippov(problem)
         self.model = FilippovModel(problem, self.field) if self.linf else None
         self.collapse = CollapseWatch(self.field, self.w0) if CollapseWatch.applies(problem) else None
         # float64 range: keep the margins (~ d |x| |w|^L) and the clock's dphi/dtau = grad phi . f
@@ -297,6 +309,7 @@ class _Run:
         self.status = "ok"
         self.reached = False
         self.frozen_from = None
+        self.stationary = None        # why a frozen run is no success (set by _frozen)
         self._bar = None
 
     # --- event functions --------------------------------------------------------------
@@ -321,7 +334,7 @@ class _Run:
         log_rel = math.log(FREEZE_RTOL * self.rtol)
 
         def frozen(nu, y):
-            left, _ = self._motion_left(system.flow, system.weights(y), float(y[m + 1]))
+            left, _ = self._motion_left(lambda ww: system.evaluate(ww)[:2], system.weights(y), float(y[m + 1]))
             return float(np.clip(left - log_rel, -50.0, 50.0))
         frozen.terminal, frozen.direction = True, -1
         evs.append(("frozen", frozen))
@@ -393,7 +406,7 @@ class _Run:
         self.r.append(float(r))
 
     def _where(self) -> str:
-        return f"log10 t = {log10_t_from_s(self.s[-1]):.6g} (tau = {tau_from_r(self.r[-1]):.6g})"
+        return _where_of(self.s[-1], self.r[-1])
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> Trajectory:
@@ -404,8 +417,21 @@ class _Run:
         try:
             with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
                 self._integrate()
+            if self.stationary is not None:
+                self.status = self.stationary
         except _Stop as stop:
             self.status = stop.status
+        except ProblemError:
+            raise
+        except FloatingPointError as exc:
+            if self.collapse is None or not self.s:
+                raise SimulationError(f"the vector field failed at the start: {exc}") from None
+            self.status = collapse_status(log10_t_from_s(self.s[-1]), tau_from_r(self.r[-1]), self.W[-1], self.problem)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            # numerical failures outside solve_ivp (root brackets at a switch, ...): the run
+            # still ends with a status and the trajectory computed so far
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.status = f"solver: {type(exc).__name__} ({msg})" + (f" at {self._where()}" if self.s else "")
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -414,8 +440,19 @@ class _Run:
     def _integrate(self) -> None:
         w, s, r, nu = self.w0.copy(), 0.0, 0.0, 0.0
         mode = None
+        underflow = False
+        if self.collapse is not None and not self.collapse.collapsed_at_start:
+            try:
+                self.field.rescaled(w)
+            except FloatingPointError:
+                # F != 0 (a scaled norm sees it), but the field's own |F| underflowed
+                underflow, self.collapse.norm0 = True, 0.0
         if self.collapse is not None and self.collapse.collapsed_at_start:
             self._save(-1, nu, w, s, r)
+            if underflow:
+                raise _Stop(f"underflow: the initial weights (largest {float(np.max(np.abs(w))):.3g}) are so small "
+                            "that the normalised gradient F underflows to 0 in float64; use precision "
+                            "mp:DIGITS or a larger initialisation")
             raise _Stop(collapse_status(-math.inf, 0.0).replace("w reached 0", "w starts at 0"))
         if self.model is not None:
             mode = self.model.initial_mode(w)
@@ -439,7 +476,8 @@ class _Run:
                 grad = self.field.rescaled_log_speed_grad
                 flow_jac = self.field.rescaled_jac
                 both = getattr(self.field, "rescaled_with_grad", None)
-            system = LogTimeSystem(flow, grad, flow_jac, w, free, w_scale=self.w_scale, flow_and_grad=both)
+            system = LogTimeSystem(flow, grad, flow_jac, w, free, w_scale=self.w_scale, flow_and_grad=both,
+                                   couple_clock=mode is None)
             y0 = system.pack(w, s, r)
             named = self._make_events(system, mode)
             names = [n for n, _ in named]
@@ -454,15 +492,21 @@ class _Run:
                 # LSODA always restarts in its explicit Adams mode; a segment that starts with
                 # the clock already stiff (after a linf-SAM event late in a run) would crawl
                 method = AUTO_FALLBACK
+            # s = phi + delta is only held to float64's resolution of s itself: once phi is
+            # huge, asking delta (the stiff clock) for more makes the first step's predictor
+            # (h times a rounding-noise derivative) fail every Newton test (issue 10.1)
+            atol_delta = max(self.atol_clock, 4.0 * np.spacing(abs(s)))
             options: dict[str, Any] = dict(method=method, dense_output=True, rtol=self.rtol,
-                                           atol=np.r_[atol_w, self.atol_clock, self.atol_clock],
+                                           atol=np.r_[atol_w, atol_delta, self.atol_clock],
                                            events=[e if n == "max_steps" else _EndpointCache(e)
                                                    for n, e in named])
             if method in IMPLICIT:
                 options["jac"] = system.jac
             if first_step is None:
                 first_step = FIRST_STEP
-            options["first_step"] = system.first_step(y0, first_step)
+            # a step below nu's rounding is a zero-length step: solve_ivp's dense output then
+            # raises "`ts` must be strictly increasing" (issue 10.1, late restarts at nu ~ 1e24)
+            options["first_step"] = max(system.first_step(y0, first_step), 64.0 * np.spacing(abs(nu)))
             seg_index = len(self.segments)
             self._last = (nu, y0)
             if self._frozen(flow, w, s, r, nu, rel=FREEZE_RTOL * self.rtol):
@@ -485,7 +529,14 @@ class _Run:
                 nu_l, y_l = self._last
                 self._save(-1, nu_l, *system.unpack(y_l))
                 self.nfev += system.nfev
-                raise _Stop(collapse_status(log10_t_from_s(self.s[-1]), tau_from_r(self.r[-1])))
+                raise _Stop(collapse_status(log10_t_from_s(self.s[-1]), tau_from_r(self.r[-1]), self.W[-1],
+                                            self.problem))
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                # a solver's internal failure ends the run with a status, never a traceback
+                # (the failed segment's steps are lost: solve_ivp returns nothing of them)
+                self.nfev += system.nfev
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise _Stop(f"solver: {options['method']} failed ({msg}) at {self._where()}")
             self.segments.append(_Segment(system, sol))
             self.nfev += system.nfev
             self.njev += system.njev
@@ -516,7 +567,7 @@ class _Run:
 
             if sol.status == -1:
                 if self.collapse is not None and self.collapse.near(w):
-                    raise _Stop(collapse_status(log10_t_from_s(s), tau_from_r(r)))
+                    raise _Stop(collapse_status(log10_t_from_s(s), tau_from_r(r), w, self.problem))
                 if self._frozen(flow, w, s, r, nu, rel=FREEZE_RTOL_FAILED):
                     return
                 raise _Stop(f"failed: {sol.message} at {self._where()}")
@@ -635,8 +686,24 @@ class _Run:
         self._log("frozen", s, r, note=f"|dW/dtau| (1 + tau) below {rel:.3g} of the weight scale: "
                                        "W held fixed, clocks advanced exactly")
         self.frozen_from = (log10_t_from_s(s), tau)
+        self.stationary = self._stationary_note(w, s, r)
         self.reached = True
         return True
+
+    def _stationary_note(self, w, s, r) -> str | None:
+        """The ``"stationary: ..."`` status of a run frozen at a point that misclassifies an
+        example (USAM can stop there: issue 10.3); ``None`` when every margin is positive
+        or ``beta = 0`` (linf-SAM's columns held at 0 -- reported by ``beta_collapsed``)."""
+        beta = np.prod(np.asarray(w, float).reshape(self.L, self.d), axis=0)
+        if not np.any(beta != 0.0):
+            return None
+        margins = np.asarray(self.problem.signed_data, float) @ beta
+        bad = np.flatnonzero(margins <= 0.0)
+        if bad.size == 0:
+            return None
+        i = int(bad[np.argmin(margins[bad])])
+        return (f"stationary: W stopped moving at {_where_of(s, r)} at a point that misclassifies "
+                f"{bad.size} example(s) (example {i}: margin {margins[i]:.6g}); held there to the horizon")
 
     def _final(self, name: str, w, s, r) -> None:
         if name == "horizon":
@@ -644,7 +711,7 @@ class _Run:
             return
         if name == "collapse":
             self._log("collapse", s, r)
-            raise _Stop(collapse_status(log10_t_from_s(s), tau_from_r(r)))
+            raise _Stop(collapse_status(log10_t_from_s(s), tau_from_r(r), w, self.problem))
         self._log("overflow", s, r)
         raise _Stop(f"overflow: |w| reached {self.w_max:.3g} at {self._where()}; float64 cannot carry "
                     "the weights further (use precision mp:DIGITS)")

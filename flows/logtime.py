@@ -115,7 +115,7 @@ class LogTimeSystem:
 
     def __init__(self, flow: Callable, grad: Callable, flow_jac: Callable, w_fixed: np.ndarray,
                  free: np.ndarray | None = None, *, w_scale: float = 1.0,
-                 flow_and_grad: Callable | None = None) -> None:
+                 flow_and_grad: Callable | None = None, couple_clock: bool = True) -> None:
         self.flow = flow
         self.grad = grad
         # one pass for (f, log S, grad log S) when the field offers it (NumpyField does)
@@ -126,13 +126,27 @@ class LogTimeSystem:
         self.free = np.arange(self.N) if free is None else np.asarray(free, int)
         self.m = self.free.size
         self.w_scale = float(w_scale)
+        self.couple_clock = couple_clock
         self.nfev = 0
         self.njev = 0
+        self._memo_key: bytes | None = None
+        self._memo = None
+
+    def evaluate(self, w: np.ndarray):
+        """``flow_and_grad(w)``, remembered for the last ``w``: the solver's last stage, the
+        events and :meth:`unpack` all ask about the same step end (the Filippov fields cost
+        several evaluations of the plain field each)."""
+        w = np.asarray(w, float)
+        key = w.tobytes()
+        if key != self._memo_key:
+            self._memo = self.flow_and_grad(w)
+            self._memo_key = key
+        return self._memo
 
     # --- state packing ------------------------------------------------------------
     def phi(self, w: np.ndarray) -> float:
         """``phi(W) = log dt/dtau = -log S(W~)``."""
-        return -float(self.flow(w)[1])
+        return -float(self.evaluate(w)[1])
 
     def pack(self, w: np.ndarray, s: float, r: float) -> np.ndarray:
         """State vector of ``(w, s, r)``.
@@ -180,7 +194,7 @@ class LogTimeSystem:
     # --- the right-hand side -----------------------------------------------------------
     def _parts(self, y: np.ndarray):
         w = self.weights(y)
-        dw, log_S, gl = self.flow_and_grad(w)
+        dw, log_S, gl = self.evaluate(w)
         f = np.asarray(dw, float)[self.free]
         g_log_S = np.asarray(gl, float)[self.free]
         nf = _norm(f)
@@ -205,21 +219,26 @@ class LogTimeSystem:
         return out
 
     def jac(self, nu: float, y: np.ndarray) -> np.ndarray:
-        """Analytic Jacobian of :meth:`fun` (``(m+2, m+2)``), up to one term.
+        """Analytic Jacobian of :meth:`fun` (``(m+2, m+2)``), up to the terms below.
 
         With ``A = |f|/n`` (``n`` the constant ``w_scale``): ``dA/dW = J_f^T f/(|f| n)``;
         ``d(f/D)/dW = J_f/D - f (dA/dW)^T/D^2``, ``d(f/D)/dr = b f/D^2``;
         ``E = e^{-delta}/D``: ``dE/dW = -E dA/dW/D``, ``dE/ddelta = -E``, ``dE/dr = E b/D``;
         ``G = (grad phi . f)/D``: ``dG/dW = (J_f^T grad phi + H_phi f)/D - G dA/dW/D``,
         ``dG/dr = G b/D``; ``d(b/D)/dW = -b dA/dW/D^2``, ``d(b/D)/dr = -b A/D^2``.
-        The Hessian term ``H_phi f`` is left out (no field provides it): it only enters
-        the ``delta`` row, which no other row depends on, and is not the stiff part.
+        The Hessian term ``H_phi f`` of the ``delta`` row is left out (no field provides it).
+        With ``couple_clock=False`` the ``delta`` row's ``W`` entries are left out altogether:
+        no other row depends on ``delta``, so Newton still converges, whereas in linf-SAM's
+        Filippov modes (a column held at 0, or columns growing at very different rates) the entries -- ``h G/|W|`` against a ``W`` block entry
+        of ``1`` -- make LU's partial pivoting choose the ``delta`` row and lose every digit
+        of the ``W`` solve once ``E h`` passes ~1e20 (issue 10.1: steps collapsed to
+        ``1e-7 nu``, the run crawled for minutes and crashed).  Smooth fields keep them:
+        there, without them, LSODA stalls on starts with huge margins.
         """
         self.njev += 1
         m = self.m
         w, f, g, nf, nw, bD, iD, E, G = self._parts(y)
         Jf = np.asarray(self.flow_jac(w), float)[np.ix_(self.free, self.free)]
-        gphi = -g
         dA = np.zeros(m)
         if nf > 0.0:
             dA += (Jf.T @ (f / nf)) / nw
@@ -227,7 +246,8 @@ class LogTimeSystem:
         J = np.zeros((m + 2, m + 2))
         J[:m, :m] = Jf * iD - np.outer(f, dA) * iD * iD
         J[:m, m + 1] = bD * iD * f
-        J[m, :m] = -(E - G) * dA * iD - (Jf.T @ gphi) * iD
+        if self.couple_clock:
+            J[m, :m] = -(E - G) * dA * iD + (Jf.T @ g) * iD
         J[m, m] = -E
         J[m, m + 1] = (E - G) * bD
         J[m + 1, :m] = -bD * iD * dA

@@ -1,23 +1,27 @@
-"""The SAM vector fields in arbitrary precision (mpmath), for the high-precision integrator.
+"""The mp vector field: the kernels symbolic/ derives, compiled to straight-line libmp code.
 
-Same conventions as :class:`sambias.flows.field.NumpyField` (read its docstring):
-flat states of length ``L*d``, layer-major (``w[l*d + j] = W[l, j]``);
-``beta = prod_l W[l]``, margins ``z = A beta`` with ``A = y[:, None] * X``;
-``log |l'(z)|`` is ``-z`` (exp) or ``-log(1 + e^z)`` (logistic); ``log S`` is their
-log-sum-exp and ``q`` their softmax; the normalised gradient is
-``F[l, j] = g_j prod_{k != l} W[k, j]`` with ``g = -A^T q``; the perturbation is
-GD ``0``, l2-SAM ``rho F/|F|``, linf-SAM ``rho sign(F)`` (or a given ``sigma``), USAM
-``rho S F``; the rescaled flow is ``dW/dtau = -F(W~)`` with ``log(dt/dtau) = -log S(W~)``.
+``simulate(..., precision="mp:D")`` integrates :func:`mp_field`'s field.  Its arithmetic is
+the per-coordinate SymPy expressions of :func:`sambias.symbolic.coordinate_form` (the same
+:class:`~sambias.symbolic.codegen.KernelSpec` list the generated float64/mpmath kernels are
+printed from), printed here once more as nested ``libmp`` calls (``mpf_mul(a, b, prec, "n")``)
+over plain lists of mpmath's raw ``(sign, man, exp, bc)`` tuples.
 
-Everything is evaluated in the *current* mpmath context: callers choose the precision
-with ``mpmath.workdps(...)``; nothing here changes global state.  States are plain
-Python lists of ``mpf`` -- at the sizes of this toolkit (``L*d`` up to a few dozen)
-list arithmetic beats numpy object arrays, whose per-element dispatch costs more than
-the mpf operation itself.
+Why a second printer for the same expressions: symbolic/'s mpmath kernels run on numpy object
+arrays of ``mpf``, where every operation pays numpy's per-element dispatch and the ``mpf``
+operator's type checks -- 3-10x the cost of the ``libmp`` call itself (measured in
+``benchmarks/bench_mp.py``).  At the sizes of this toolkit (``L*d`` up to a few dozen) the
+integrator's time is the field's time, so the mp driver runs the raw form.  An expression the
+printer does not know (a user algorithm with an exotic function) makes the field fall back
+to ``GeneratedField(problem, backend="mp")`` for the flow; both are checked against each
+other and against the hand-written oracle in ``tests/oracles/mp_field.py``.
+
+Conventions are :class:`~sambias.symbolic.GeneratedField`'s: flat layer-major states
+(``w[l*d + j] = W[l, j]``), ``F = grad L / S``, the rescaled flow ``dW/dtau = -F(W~)`` and
+``log S(W~) = log(dtau/dt)``.  Everything runs at the caller's ``mpmath.mp.prec``.
 
 >>> import mpmath
 >>> from sambias import Problem, Init
->>> f = MpField(Problem(depth=2, algorithm="gd", X=[[2.0, 1.0]], y=[1], init=Init(scale=1.0)))
+>>> f = mp_field(Problem(depth=2, algorithm="gd", X=[[2.0, 1.0]], y=[1], init=Init(scale=1.0)))
 >>> with mpmath.workdps(30):
 ...     dw, log_S = f.rescaled_mp(f.to_mp([1, 1, 1, 1]))
 >>> [float(v) for v in dw], float(log_S)
@@ -26,32 +30,22 @@ the mpf operation itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import itertools
 from typing import Sequence
 
 import mpmath
 from mpmath import mpf
-from mpmath.libmp import fzero, from_int, mpf_add, mpf_mul, mpf_neg, mpf_sqrt, mpf_div
-
-_ZERO = mpf(0)
-_ONE = mpf(1)
+from mpmath.libmp import (fzero, from_int, from_rational, from_str, mpf_abs, mpf_add, mpf_div, mpf_exp,
+                          mpf_log, mpf_mul, mpf_neg, mpf_pow_int, mpf_sign, mpf_sqrt, mpf_sub)
 
 
 class CollapseError(ArithmeticError):
     """The l2-SAM perturbation is undefined: the normalised gradient is exactly 0."""
 
 
-@dataclass(frozen=True)
-class MpParts:
-    """Gradient ingredients at one point, as lists of mpf (``P`` and ``F`` flat, layer-major)."""
-
-    P: list
-    beta: list
-    z: list
-    log_S: mpf
-    q: list
-    g: list
-    F: list
+class Unsupported(ValueError):
+    """An expression the libmp printer cannot print (the field then falls back)."""
 
 
 def mp_sign(v) -> int:
@@ -59,13 +53,212 @@ def mp_sign(v) -> int:
     return (v > 0) - (v < 0)
 
 
-class MpField:
-    """The rescaled SAM vector field of one problem, in mpmath arithmetic.
+# --- the libmp printer ----------------------------------------------------------------------------
+def _softplus(x):
+    """``log(1 + e^x)`` without cancellation on either side."""
+    if x > 0:
+        return x + mpmath.log1p(mpmath.exp(-x))
+    return mpmath.log1p(mpmath.exp(x))
 
-    ``rescaled_mp(w, sigma=None) -> (dw, log_S)`` is the interface the mp integrator
-    uses (a generated field may replace it).  ``sigma`` (linf-SAM only) replaces
-    ``sign(F(W))`` entry by entry; entries may be any numbers in ``[-1, 1]`` (the
-    integrator passes sign memory and Filippov equivalent controls through it).
+
+def _logistic(x):
+    if x >= 0:
+        return 1 / (1 + mpmath.exp(-x))
+    e = mpmath.exp(x)
+    return e / (1 + e)
+
+
+def _scalar(fn):
+    """A scalar mpmath function lifted to raw tuples (for the rare non-arithmetic node)."""
+    mk = mpmath.mp.make_mpf
+
+    def raw(x, prec):
+        return fn(mk(x))._mpf_
+    return raw
+
+
+# the canonical raw +1 / -1 that sign memory is converted to (compared by identity)
+_P1, _M1 = from_int(1), from_int(-1)
+_SIGN_RAW = {1: _P1, -1: _M1, 0: fzero}
+
+_RAW_FUNCTIONS = {
+    "exp": "mpf_exp({0}, prec, 'n')",
+    "log": "mpf_log({0}, prec, 'n')",
+    "Abs": "mpf_abs({0})",
+    "sign": "_SIGN_RAW[mpf_sign({0})]",
+}
+_SCALAR_FUNCTIONS = {"softplus": _scalar(_softplus), "logistic": _scalar(_logistic),
+                     "log1p": _scalar(mpmath.log1p), "expm1": _scalar(mpmath.expm1)}
+_NAMESPACE = {"fzero": fzero, "from_int": from_int, "from_rational": from_rational, "from_str": from_str,
+              "mpf_abs": mpf_abs, "mpf_add": mpf_add, "mpf_div": mpf_div, "mpf_exp": mpf_exp,
+              "mpf_log": mpf_log, "mpf_mul": mpf_mul, "mpf_neg": mpf_neg, "mpf_pow_int": mpf_pow_int,
+              "mpf_sign": mpf_sign, "mpf_sqrt": mpf_sqrt, "mpf_sub": mpf_sub, "_ONE": from_int(1),
+              "_P1": _P1, "_M1": _M1, "_SIGN_RAW": _SIGN_RAW,
+              **{f"_fn_{k}": v for k, v in _SCALAR_FUNCTIONS.items()}, "__builtins__": {"zip": zip}}
+
+
+def _raw(e) -> str:
+    """Python text evaluating the SymPy expression ``e`` on raw tuples at ``prec``."""
+    import sympy as sp
+
+    if isinstance(e, sp.Symbol):
+        if not e.name.isidentifier():
+            raise Unsupported(f"symbol {e.name!r}")
+        return e.name
+    if isinstance(e, sp.Integer):
+        return f"from_int({int(e)})"
+    if isinstance(e, sp.Rational):
+        return f"from_rational({int(e.p)}, {int(e.q)}, prec, 'n')"
+    if isinstance(e, sp.Float):
+        return f"from_str({str(e)!r}, prec, 'n')"
+    if isinstance(e, sp.Add):
+        terms = list(e.args)
+        out = _raw(terms[0])
+        for t in terms[1:]:
+            c, rest = t.as_coeff_Mul()
+            if c.is_Number and c < 0:
+                out = f"mpf_sub({out}, {_raw(-t)}, prec, 'n')"
+            else:
+                out = f"mpf_add({out}, {_raw(t)}, prec, 'n')"
+        return out
+    if isinstance(e, sp.Mul):
+        c, rest = e.as_coeff_Mul()
+        if c.is_Number and c < 0:
+            return f"mpf_neg({_raw(-e)})"
+        signs = [f for f in sp.Mul.make_args(e) if isinstance(f, sp.Symbol) and f.name.startswith("sigma_")]
+        if signs and len(sp.Mul.make_args(e)) > 1:
+            # a switching sign is +-1 on every segment but the sliding ones: skip the multiply
+            s, rest = signs[0].name, _raw(e / signs[0])
+            return f"({rest} if {s} is _P1 else mpf_neg({rest}) if {s} is _M1 else mpf_mul({s}, {rest}, prec, 'n'))"
+        num, den = [], []
+        for f in sp.Mul.make_args(e):
+            if isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp < 0:
+                den.append(f.base ** (-f.exp))
+            elif isinstance(f, sp.Rational) and not isinstance(f, sp.Integer) and f.p == 1:
+                den.append(sp.Integer(f.q))
+            else:
+                num.append(f)
+        out = _raw(num[0]) if num else "_ONE"
+        for f in num[1:]:
+            out = f"mpf_mul({out}, {_raw(f)}, prec, 'n')"
+        if den:
+            d = _raw(den[0])
+            for f in den[1:]:
+                d = f"mpf_mul({d}, {_raw(f)}, prec, 'n')"
+            out = f"mpf_div({out}, {d}, prec, 'n')"
+        return out
+    if isinstance(e, sp.Pow):
+        b, x = e.base, e.exp
+        if x.is_Integer:
+            n = int(x)
+            body = f"mpf_mul({_raw(b)}, {_raw(b)}, prec, 'n')" if n in (2, -2) and b.is_Symbol else \
+                f"mpf_pow_int({_raw(b)}, {abs(n)}, prec, 'n')"
+            return body if n > 0 else f"mpf_div(_ONE, {body}, prec, 'n')"
+        if x == sp.Rational(1, 2):
+            return f"mpf_sqrt({_raw(b)}, prec, 'n')"
+        if x == sp.Rational(-1, 2):
+            return f"mpf_div(_ONE, mpf_sqrt({_raw(b)}, prec, 'n'), prec, 'n')"
+        raise Unsupported(f"power {e}")
+    if isinstance(e, sp.Function):
+        name = type(e).__name__
+        if len(e.args) == 1 and name in _RAW_FUNCTIONS:
+            return _RAW_FUNCTIONS[name].format(_raw(e.args[0]))
+        if len(e.args) == 1 and name in _SCALAR_FUNCTIONS:
+            return f"_fn_{name}({_raw(e.args[0])}, prec)"
+    raise Unsupported(f"{type(e).__name__}: {e}")
+
+
+_counter = itertools.count()
+
+
+def compile_raw(spec, scalar_names: frozenset = frozenset({"rho", "N", "S"})):
+    """Compile one :class:`~sambias.symbolic.codegen.KernelSpec` to a raw-tuple function.
+
+    The function takes the spec's arguments -- lists of raw tuples (one per coordinate or
+    example) for per-coordinate symbols, one raw tuple for ``scalar_names`` -- then ``prec``,
+    and returns one list per output.  Raises :class:`Unsupported` for unknown nodes.
+    """
+    import sympy as sp
+
+    names = [a.name for a in spec.args]
+    if any(not n.isidentifier() or n.startswith("_") for n in names):
+        raise Unsupported(f"kernel {spec.name}: argument names {names}")
+    loop = [n for n in names if n not in scalar_names]
+    if not loop:
+        raise Unsupported(f"kernel {spec.name} has no per-coordinate argument")
+    replacements, reduced = sp.cse(list(spec.outputs), symbols=sp.numbered_symbols("_t"),
+                                   optimizations="basic", order="none")
+    params = [f"_a_{n}" if n in loop else n for n in names]
+    outs = [f"_o{i}" for i in range(len(reduced))]
+    lines = [f"def {spec.name}({', '.join(params)}, prec):"]
+    lines += [f"    {o} = []" for o in outs]
+    if len(loop) == 1:
+        lines.append(f"    for {loop[0]} in _a_{loop[0]}:")
+    else:
+        lines.append(f"    for {', '.join(loop)} in zip({', '.join('_a_' + n for n in loop)}):")
+    for sym, expr in replacements:
+        lines.append(f"        {sym.name} = {_raw(expr)}")
+    for o, expr in zip(outs, reduced):
+        lines.append(f"        {o}.append({_raw(expr)})")
+    lines.append(f"    return ({', '.join(outs)},)")
+    source = "\n".join(lines) + "\n"
+    namespace = dict(_NAMESPACE)
+    # our own printed text from the package's derived expressions: no user text is compiled
+    exec(compile(source, f"<sambias-mp-raw-{spec.name}-{next(_counter)}>", "exec"), namespace)  # noqa: S102
+    fn = namespace[spec.name]
+    fn.source = source
+    fn.arg_names = tuple(names)
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
+def raw_kernels(depth: int, algorithm: str, loss: str) -> dict:
+    """The raw kernels of ``(depth, algorithm, loss)`` by name; a kernel the printer cannot
+    handle is missing (the field falls back to symbolic/'s mpmath kernels for it)."""
+    from sambias.symbolic.codegen import kernel_specs
+    from sambias.symbolic.coordinate import coordinate_form
+
+    out = {}
+    for spec in kernel_specs(coordinate_form(depth, algorithm, loss)):
+        if spec.name not in ("beta", "gradient", "norm_share", "perturbation", "flow", "phi", "dphi"):
+            continue
+        try:
+            out[spec.name] = compile_raw(spec)
+        except Unsupported:
+            pass
+    return out
+
+
+def _wrap_generated(fn):
+    """A symbolic/ mpmath kernel (object arrays of mpf) with the raw kernels' calling convention."""
+    import numpy as np
+
+    mk = mpmath.mp.make_mpf
+
+    def raw(*args):
+        prec = args[-1]
+        with mpmath.workprec(prec):
+            arrs = [np.array([mk(v) for v in a], dtype=object) if isinstance(a, list) else mk(a)
+                    for a in args[:-1]]
+            return tuple([mpf(v)._mpf_ for v in np.atleast_1d(o)] for o in fn(*arrs))
+    return raw
+
+
+# --- the field -----------------------------------------------------------------------------------
+class DerivedMpField:
+    """The rescaled flow of one problem in mpmath, from symbolic/'s derived kernels.
+
+    ``rescaled_mp(w, sigma=None) -> (dW/dtau, log S(W~))`` on flat lists of ``mpf``;
+    ``sigma`` (linf-SAM) replaces ``sign(F(W))`` entry by entry with numbers in ``[-1, 1]``
+    (the driver's sign memory and Filippov equivalent controls).  ``beta``, ``g``,
+    ``normalised_gradient`` and ``log_loss`` are the diagnostics the driver's events use.
+
+    >>> import mpmath
+    >>> from sambias import Problem, Init
+    >>> f = DerivedMpField(Problem(depth=1, algorithm="gd", X=[[2.0]], y=[1], init=Init(scale=1.0)))
+    >>> with mpmath.workdps(20):
+    ...     [float(v) for v in f.g(f.to_mp([1]))]
+    [-2.0]
     """
 
     def __init__(self, problem) -> None:
@@ -76,159 +269,132 @@ class MpField:
         self.size = L * d
         self.algorithm = problem.algorithm
         self.loss = problem.loss
-        # float64 -> mpf is exact, so the mp field sees exactly the data NumpyField sees.
-        self.rho = mpf(float(problem.rho)) if problem.algorithm != "gd" else _ZERO
-        A = problem.signed_data
-        self.A = [[mpf(float(A[i, j])) for j in range(d)] for i in range(self.n)]
-        # columns of A for g = -A^T q, and -A (the n = 1 shortcut: q = 1, g = -A[0])
-        self.At = [[self.A[i][j] for i in range(self.n)] for j in range(d)]
-        self._g_single = [-a for a in self.A[0]] if self.n == 1 else None
-        # raw (sign, man, exp, bc) tuples for the one-example fast path
-        self._a_raw = [a._mpf_ for a in self.A[0]]
+        # float64 -> mpf is exact, so this field sees exactly the data the float64 field sees
+        self.rho = mpf(float(problem.rho)) if problem.algorithm != "gd" else mpf(0)
         self._rho_raw = self.rho._mpf_
-        self._fast = self.n == 1 and self.loss == "exp" and self.algorithm in ("gd", "l2-sam", "linf-sam")
+        A = problem.signed_data
+        self._A = [[mpf(float(A[i, j]))._mpf_ for j in range(d)] for i in range(self.n)]
+        self._g1 = [mpf_neg(a) for a in self._A[0]] if self.n == 1 else None
+        self.perturbed = self.algorithm != "gd" and bool(self.rho)
+        k = dict(raw_kernels(L, self.algorithm, self.loss))
+        self._k = k
+        self._fallback = None
+        needed = ("beta", "gradient", "phi", "flow") + (("perturbation",) if self.perturbed else ())
+        if not all(name in k for name in needed) or (self.perturbed and not self._couplings_known(k)):
+            from sambias.symbolic.generated import GeneratedField
+            try:
+                self._fallback = GeneratedField(problem, backend="mp")
+            except ValueError:  # symbolic/ before the "mp" alias
+                self._fallback = GeneratedField(problem, backend="mpmath")
+            for name in ("beta", "gradient", "phi"):
+                if name not in k:   # the diagnostics, through the generated mpmath kernels
+                    k[name] = _wrap_generated(getattr(self._fallback.kernels, name))
+        self.uses_fallback = self._fallback is not None
 
-    # --- conversions ------------------------------------------------------------
+    def _couplings_known(self, k: dict) -> bool:
+        """Whether every argument of the perturbation kernel is a coupling this field forms."""
+        L = self.depth
+        known = {f"w_{l}_j" for l in range(1, L + 1)} | {f"sigma_{l}_j" for l in range(1, L + 1)} \
+            | {"g_j", "N", "S", "rho"}
+        names = set(k["perturbation"].arg_names)
+        return names <= known and ("N" not in names or "norm_share" in k)
+
+    def __repr__(self) -> str:
+        return (f"DerivedMpField(L={self.depth}, d={self.dim}, n={self.n}, {self.algorithm}, {self.loss}"
+                f"{', fallback' if self.uses_fallback else ''})")
+
+    # --- conversions -----------------------------------------------------------------------------
     @staticmethod
     def to_mp(w: Sequence) -> list:
-        """A flat list of mpf from any flat sequence of numbers (floats convert exactly)."""
-        out = []
-        for v in w:
-            out.append(v if isinstance(v, mpf) else mpf(float(v)) if not isinstance(v, str) else mpf(v))
-        return out
+        """A flat list of mpf from numbers (floats convert exactly) or decimal strings."""
+        return [v if isinstance(v, mpf) else mpf(v) if isinstance(v, str) else mpf(float(v)) for v in w]
 
-    # --- building blocks ----------------------------------------------------------
-    def others_product(self, w: list) -> list:
-        """``P[l*d + j] = prod_{k != l} W[k, j]`` by prefix/suffix products (no division)."""
-        L, d = self.depth, self.dim
-        if L == 1:
-            return [_ONE] * d
-        if L == 2:
-            return w[d:] + w[:d]
-        P = [None] * (L * d)
-        for j in range(d):
-            col = w[j::d]
-            pre = [_ONE] * L
-            for l in range(1, L):
-                pre[l] = pre[l - 1] * col[l - 1]
-            suf = _ONE
-            for l in range(L - 1, -1, -1):
-                P[l * d + j] = pre[l] * suf
-                suf = suf * col[l]
-        return P
-
-    def beta(self, w: list) -> list:
-        """``beta_j = prod_l W[l, j]``."""
+    def _rows(self, W: list) -> list:
         d = self.dim
-        b = list(w[:d])
-        for l in range(1, self.depth):
-            row = w[l * d:(l + 1) * d]
-            b = [x * y for x, y in zip(b, row)]
-        return b
+        return [W[l * d:(l + 1) * d] for l in range(self.depth)]
 
-    def margins(self, beta: list) -> list:
-        return [mpmath.fdot(row, beta) for row in self.A]
+    # --- couplings (the data enter here) ------------------------------------------------------------
+    def _beta_raw(self, rows: list, prec: int) -> list:
+        return self._k["beta"](*rows, prec)[0]
 
-    def log_abs_dloss(self, z: list) -> list:
-        """``log |l'(z_i)|``."""
-        if self.loss == "exp":
-            return [-zi for zi in z]
-        return [-_log1pexp(zi) for zi in z]
-
-    def parts(self, w: list) -> MpParts:
-        """Gradient ingredients at the flat state ``w``."""
-        d = self.dim
-        P = self.others_product(w)
-        beta = [P[j] * w[j] for j in range(d)]
-        z = self.margins(beta)
-        logl = self.log_abs_dloss(z)
+    def _coupling_raw(self, beta: list, prec: int) -> tuple:
+        """``(log S, g)`` at ``beta``: softmax weights in log space, ``g = -A^T q``."""
+        zs = []
+        for row in self._A:
+            z = fzero
+            for a, b in zip(row, beta):
+                z = mpf_add(z, mpf_mul(a, b, prec, "n"), prec, "n")
+            zs.append(z)
+        phi = self._k["phi"](zs, prec)[0]
         if self.n == 1:
-            # one example: q = 1 and g = -A[0] exactly, no exp/log needed
-            log_S, q, g = logl[0], [_ONE], self._g_single
-        else:
-            log_S = _logsumexp(logl)
-            q = [mpmath.exp(li - log_S) for li in logl]
-            g = [-mpmath.fdot(col, q) for col in self.At]
-        F = [g[k % d] * P[k] for k in range(self.size)]
-        return MpParts(P=P, beta=beta, z=z, log_S=log_S, q=q, g=g, F=F)
+            # one example: q = 1 and g = -A[0] exactly, no exp/log round trip
+            return phi[0], self._g1
+        mk = mpmath.mp.make_mpf
+        vals = [mk(p) for p in phi]
+        m = max(vals)
+        e = [mpmath.exp(v - m) for v in vals]
+        s = mpmath.fsum(e)
+        q = [(x / s)._mpf_ for x in e]
+        g = []
+        for j in range(self.dim):
+            acc = fzero
+            for i in range(self.n):
+                acc = mpf_add(acc, mpf_mul(self._A[i][j], q[i], prec, "n"), prec, "n")
+            g.append(mpf_neg(acc))
+        return (m + mpmath.log(s))._mpf_, g
 
-    def normalised_gradient(self, w: list) -> list:
-        """``F(W) = grad L(W) / S(W)``; its signs are linf-SAM's switching functions."""
-        return self.parts(w).F
+    def _sigma_rows(self, sigma) -> list:
+        raw = [_SIGN_RAW[s] if type(s) is int else s._mpf_ if isinstance(s, mpf) else mpf(s)._mpf_
+               for s in sigma]
+        return self._rows(raw)
 
-    def switching(self, w: list) -> list:
-        """linf-SAM's switching functions ``F(W)``; empty for the other algorithms."""
-        return self.normalised_gradient(w) if self.algorithm == "linf-sam" else []
+    def _perturbed_raw(self, rows: list, sigma, prec: int) -> list:
+        """``W~ = W + eps(W)`` as rows of raw tuples."""
+        k = self._k["perturbation"]
+        env = {f"w_{l + 1}_j": r for l, r in enumerate(rows)}
+        env["rho"] = self._rho_raw
+        names = k.arg_names
+        if any(n.startswith("sigma_") for n in names):
+            if sigma is None:
+                g = self._g1 if self.n == 1 else self._coupling_raw(self._beta_raw(rows, prec), prec)[1]
+                F = self._k["gradient"](*rows, g, prec)
+                srows = [[_SIGN_RAW[mpf_sign(f)] for f in row] for row in F]
+            else:
+                srows = self._sigma_rows(sigma)
+            env.update({f"sigma_{l + 1}_j": r for l, r in enumerate(srows)})
+        if "g_j" in names or "N" in names or "S" in names:
+            if self.n == 1 and "S" not in names:
+                log_S, g = None, self._g1   # one example: g = -A[0], no margin needed
+            else:
+                log_S, g = self._coupling_raw(self._beta_raw(rows, prec), prec)
+            env["g_j"] = g
+            if "N" in names:
+                share = self._k["norm_share"](*rows, g, prec)[0]
+                n2 = fzero
+                for v in share:
+                    n2 = mpf_add(n2, v, prec, "n")
+                if n2 == fzero:
+                    raise CollapseError("l2-SAM perturbation undefined: the gradient is 0 (collapse)")
+                env["N"] = mpf_sqrt(n2, prec, "n")
+            if "S" in names:
+                env["S"] = mpf_exp(log_S, prec, "n")
+        eps = k(*[env[n] for n in names], prec)
+        return [[mpf_add(x, e, prec, "n") for x, e in zip(r, er)] for r, er in zip(rows, eps)]
 
-    def perturbation(self, w: list, sigma: Sequence | None = None) -> list:
-        """``eps(W)`` as a flat list (raises :class:`CollapseError` for l2-SAM at ``F = 0``)."""
-        alg, rho = self.algorithm, self.rho
-        if alg == "gd" or rho == 0:
-            return [_ZERO] * self.size
-        if alg == "linf-sam" and sigma is not None:
-            return [rho * s for s in sigma]
-        pt = self.parts(w)
-        if alg == "l2-sam":
-            norm = mpmath.sqrt(mpmath.fdot(pt.F, pt.F))
-            if not norm:
-                raise CollapseError("l2-SAM perturbation undefined: the gradient is 0 (collapse)")
-            c = rho / norm
-            return [c * f for f in pt.F]
-        if alg == "linf-sam":
-            return [rho * mp_sign(f) for f in pt.F]
-        c = rho * mpmath.exp(pt.log_S)  # usam
-        return [c * f for f in pt.F]
-
-    # --- flows -----------------------------------------------------------------------
+    # --- the flow ---------------------------------------------------------------------------------
     def rescaled_mp(self, w: list, sigma: Sequence | None = None) -> tuple[list, mpf]:
         """``(dW/dtau, log S(W~))`` at the flat state ``w`` (lists of mpf)."""
-        if self._fast:
-            return self._rescaled_one_exp(w, sigma)
-        if self.algorithm == "gd" or self.rho == 0:
-            wt = w
-        else:
-            wt = [a + b for a, b in zip(w, self.perturbation(w, sigma))]
-        pt = self.parts(wt)
-        return [-f for f in pt.F], pt.log_S
-
-    def _rescaled_one_exp(self, w: list, sigma) -> tuple[list, mpf]:
-        """Fast path for one example and the exponential loss (THEORY.md's setting).
-
-        Then ``q = 1``, ``g = -A[0]`` and ``log S = -z``: the field is a handful of products.
-        The arithmetic runs on raw libmp tuples -- the same operations and roundings as the
-        generic path (tests compare both with NumpyField), at about a third of the cost.
-        """
+        if self._fallback is not None:
+            dw, log_S = self._fallback.rescaled_mp(w, sigma)
+            return list(dw), log_S
         prec = mpmath.mp.prec
-        L, d, a = self.depth, self.dim, self._a_raw
-        W = [v._mpf_ for v in w]
-        alg = self.algorithm
-        if alg != "gd" and self.rho:
-            P = _others_raw(W, L, d, prec)
-            if alg == "l2-sam":
-                # eps = rho F/|F| with F[k] = -a_j P[k]
-                F = [mpf_neg(mpf_mul(a[k % d], P[k], prec, "n")) for k in range(L * d)]
-                nrm2 = fzero
-                for f in F:
-                    nrm2 = mpf_add(nrm2, mpf_mul(f, f, prec, "n"), prec, "n")
-                if nrm2 == fzero:
-                    raise CollapseError("l2-SAM perturbation undefined: the gradient is 0 (collapse)")
-                c = mpf_div(self._rho_raw, mpf_sqrt(nrm2, prec, "n"), prec, "n")
-                W = [mpf_add(x, mpf_mul(c, f, prec, "n"), prec, "n") for x, f in zip(W, F)]
-            else:  # linf-sam
-                if sigma is None:
-                    # sign(F[k]) = sign(-a_j P[k])
-                    sig = [-_rsign(a[k % d]) * _rsign(P[k]) for k in range(L * d)]
-                else:
-                    sig = sigma
-                rho = self._rho_raw
-                W = [x if not s_ else mpf_add(x, _scale_raw(rho, s_, prec), prec, "n") for x, s_ in zip(W, sig)]
-        P = _others_raw(W, L, d, prec)
-        z = fzero
-        for j in range(d):
-            z = mpf_add(z, mpf_mul(a[j], mpf_mul(P[j], W[j], prec, "n"), prec, "n"), prec, "n")
+        rows = self._rows([v._mpf_ for v in w])
+        if self.perturbed:
+            rows = self._perturbed_raw(rows, sigma, prec)
+        log_S, g = self._coupling_raw(self._beta_raw(rows, prec), prec)
+        out = self._k["flow"](*rows, g, prec)
         mk = mpmath.mp.make_mpf
-        # dW/dtau = -F(W~) = a_j P[k]; log S = -z
-        return [mk(mpf_mul(a[k % d], P[k], prec, "n")) for k in range(L * d)], mk(mpf_neg(z))
+        return [mk(v) for row in out for v in row], mk(log_S)
 
     def physical_mp(self, w: list, sigma: Sequence | None = None) -> list:
         """``dW/dt = -grad L(W + eps(W))``."""
@@ -236,59 +402,71 @@ class MpField:
         S = mpmath.exp(log_S)
         return [S * v for v in dw]
 
+    # --- diagnostics ---------------------------------------------------------------------------------
+    def beta(self, w: list) -> list:
+        """``beta_j = prod_l W[l, j]``."""
+        mk = mpmath.mp.make_mpf
+        return [mk(v) for v in self._beta_raw(self._rows([v._mpf_ for v in w]), mpmath.mp.prec)]
+
+    def g(self, w: list) -> list:
+        """``g(W) = -A^T softmax(log |l'(z)|)``, the common factor of column ``j``'s switches."""
+        prec, mk = mpmath.mp.prec, mpmath.mp.make_mpf
+        return [mk(v) for v in self._coupling_raw(self._beta_raw(self._rows([v._mpf_ for v in w]), prec), prec)[1]]
+
+    def g_rate(self, w: list, dw: list) -> list:
+        """``dg/dtau`` along ``dW/dtau = dw``: ``-A^T dq`` with ``dq = q (phi' dz) - q (q . phi' dz)``,
+        ``dz = A dbeta`` (linf-SAM's sliding on ``g_j = 0`` keeps this at 0)."""
+        prec, mk = mpmath.mp.prec, mpmath.mp.make_mpf
+        rows = self._rows([v._mpf_ for v in w])
+        P = self._k["gradient"](*rows, [from_int(1)] * self.dim, prec)   # d beta / d W (g = 1)
+        d, L = self.dim, self.depth
+        dbeta = [mpmath.fsum(mk(P[l][j]) * dw[l * d + j] for l in range(L)) for j in range(d)]
+        beta = [mk(v) for v in self._beta_raw(rows, prec)]
+        A = [[mk(a) for a in row] for row in self._A]
+        z = [mpmath.fdot(row, beta) for row in A]
+        dz = [mpmath.fdot(row, dbeta) for row in A]
+        if self.n == 1:
+            return [mpf(0)] * d
+        phi = [mk(v) for v in self._k["phi"]([v._mpf_ for v in z], prec)[0]]
+        dphi = self._k["dphi"]([v._mpf_ for v in z], prec)[0] if "dphi" in self._k else None
+        dphi = [mk(v) for v in dphi] if dphi is not None else [mpmath.diff(lambda x: mk(self._k["phi"]([mpf(x)._mpf_], prec)[0][0]), zi) for zi in z]
+        m = max(phi)
+        e = [mpmath.exp(v - m) for v in phi]
+        ssum = mpmath.fsum(e)
+        q = [v / ssum for v in e]
+        u = [dp * dzi for dp, dzi in zip(dphi, dz)]
+        mean = mpmath.fdot(q, u)
+        dq = [qi * (ui - mean) for qi, ui in zip(q, u)]
+        return [-mpmath.fsum(A[i][j] * dq[i] for i in range(self.n)) for j in range(d)]
+
+    def log_S(self, w: list) -> mpf:
+        """``log S(W) = log sum_i |l'(z_i)|``."""
+        prec = mpmath.mp.prec
+        return mpmath.mp.make_mpf(self._coupling_raw(self._beta_raw(self._rows([v._mpf_ for v in w]), prec), prec)[0])
+
+    def normalised_gradient(self, w: list) -> list:
+        """``F(W) = grad L(W) / S(W)``, flat; its signs are linf-SAM's switching functions."""
+        prec, mk = mpmath.mp.prec, mpmath.mp.make_mpf
+        rows = self._rows([v._mpf_ for v in w])
+        g = self._coupling_raw(self._beta_raw(rows, prec), prec)[1]
+        return [mk(v) for row in self._k["gradient"](*rows, g, prec) for v in row]
+
     def log_loss(self, w: list) -> mpf:
-        """Natural log of ``sum_i l(z_i)`` at ``w`` -- finite at any margin (no underflow in mp)."""
-        z = self.margins(self.beta(w))
+        """Natural log of ``sum_i l(z_i)`` -- finite at any margin (no underflow in mp)."""
+        beta = self.beta(w)
+        mk = mpmath.mp.make_mpf
+        z = [mpmath.fsum(mk(a) * b for a, b in zip(row, beta)) for row in self._A]
         if self.loss == "exp":
-            return _logsumexp([-zi for zi in z])
-        # log l(z) = log log1p(e^-z); log1p keeps full relative precision for large z
-        return _logsumexp([mpmath.log(mpmath.log1p(mpmath.exp(-zi))) for zi in z])
+            logs = [-zi for zi in z]
+        else:
+            # log l(z) = log log1p(e^-z); log1p keeps full relative precision for large z
+            logs = [mpmath.log(mpmath.log1p(mpmath.exp(-zi))) for zi in z]
+        if len(logs) == 1:
+            return logs[0]
+        m = max(logs)
+        return m + mpmath.log(mpmath.fsum(mpmath.exp(x - m) for x in logs))
 
 
-def _rsign(t) -> int:
-    if t == fzero:
-        return 0
-    return -1 if t[0] else 1
-
-
-def _scale_raw(rho, s, prec):
-    if s == 1:
-        return rho
-    if s == -1:
-        return mpf_neg(rho)
-    sr = s._mpf_ if isinstance(s, mpf) else from_int(s) if isinstance(s, int) else mpf(s)._mpf_
-    return mpf_mul(rho, sr, prec, "n")
-
-
-def _others_raw(W: list, L: int, d: int, prec: int) -> list:
-    """Raw-tuple version of :meth:`MpField.others_product`."""
-    if L == 1:
-        return [from_int(1)] * d
-    if L == 2:
-        return W[d:] + W[:d]
-    one = from_int(1)
-    P = [None] * (L * d)
-    for j in range(d):
-        col = W[j::d]
-        pre = [one] * L
-        for l in range(1, L):
-            pre[l] = mpf_mul(pre[l - 1], col[l - 1], prec, "n")
-        suf = one
-        for l in range(L - 1, -1, -1):
-            P[l * d + j] = mpf_mul(pre[l], suf, prec, "n")
-            suf = mpf_mul(suf, col[l], prec, "n")
-    return P
-
-
-def _log1pexp(z) -> mpf:
-    """``log(1 + e^z)`` without cancellation on either side."""
-    if z > 0:
-        return z + mpmath.log1p(mpmath.exp(-z))
-    return mpmath.log1p(mpmath.exp(z))
-
-
-def _logsumexp(v: list) -> mpf:
-    if len(v) == 1:
-        return v[0]
-    m = max(v)
-    return m + mpmath.log(mpmath.fsum(mpmath.exp(x - m) for x in v))
+def mp_field(problem) -> DerivedMpField:
+    """The field ``simulate(..., precision="mp:D")`` integrates for ``problem`` (see the module doc)."""
+    return DerivedMpField(problem)

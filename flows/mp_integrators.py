@@ -87,12 +87,15 @@ def _extrapolate(a: Vec, b: Vec, c) -> Vec:
     return out
 
 
-def _err_norm(e: Vec, y0: Vec, y1: Vec, rtol: mpf, atol: mpf) -> float:
+def _err_norm(e: Vec, y0: Vec, y1: Vec, rtol: mpf, atol) -> float:
     """Max-norm of ``e / (atol + rtol max(|y0|, |y1|))`` (max, not RMS: cross-checks
-    compare component by component)."""
+    compare component by component).  ``atol`` is one number or one per component: a
+    tiny per-coordinate floor makes the control relative, so a coordinate driven to
+    1e-38 keeps ``rtol`` relative accuracy instead of being lost below an absolute one."""
     worst = mpf(0)
-    for ei, a, b in zip(e, y0, y1):
-        r = abs(ei) / (atol + rtol * max(abs(a), abs(b)))
+    atols = atol if isinstance(atol, (list, tuple)) else [atol] * len(e)
+    for ei, a, b, at in zip(e, y0, y1, atols):
+        r = abs(ei) / (at + rtol * max(abs(a), abs(b)))
         if r > worst:
             worst = r
     return float(worst) if worst < mpf("1e300") else float("inf")

@@ -17,6 +17,12 @@ JSON of CONTRACT.md and saves to / loads from ``.npz`` + JSON metadata, never pi
 
 from __future__ import annotations
 
+# Status conventions shared by the float64 and mp drivers (issue 10.3; F2 please follow):
+# "ok" | "collapse: ..." (collapse.collapse_status(log10_t, tau, w, problem): with w and the
+# problem it names columns that never move) | "stationary: ..." (W frozen at a point with a
+# margin <= 0 while beta != 0) | "underflow: ..." (the start underflows in float64) |
+# "overflow: ..." | "max_steps: ..." | "chattering: ..." | "failed: ..." (the solver gave up)
+# | "solver: ..." (a solver raised; never a traceback) | "event: ...".
 import json
 import math
 from dataclasses import dataclass, field

@@ -19,4 +19,20 @@ del _Path, _root
 from .errors import ProblemError, SambiasError, SimulationError  # noqa: E402
 from .problem import Init, Problem, load_problem  # noqa: E402
 
-__all__ = ["Init", "Problem", "ProblemError", "SambiasError", "SimulationError", "load_problem"]
+
+def register_algorithm(algorithm):
+    """Register a :class:`sambias.symbolic.Algorithm` so problems can name it (see its docs).
+
+    >>> import sympy as sp
+    >>> from sambias.symbolic import Algorithm
+    >>> _ = register_algorithm(Algorithm("doc-half-l2", lambda g, w, rho: (rho / 2) * g / sp.sqrt((g.T * g)[0, 0])))
+    >>> Problem(depth=2, algorithm="doc-half-l2", rho=0.5, X=[[3.0, 1.0]], y=[1], init=Init(scale=0.2)).algorithm
+    'doc-half-l2'
+    >>> from sambias.symbolic import unregister_algorithm; unregister_algorithm("doc-half-l2")
+    """
+    from .symbolic.algorithms import register_algorithm as _register
+    return _register(algorithm)
+
+
+__all__ = ["Init", "Problem", "ProblemError", "SambiasError", "SimulationError", "load_problem",
+           "register_algorithm"]

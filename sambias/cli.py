@@ -8,13 +8,35 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
 from .errors import SambiasError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug of ours, not the user's input
+EXIT_SIGINT, EXIT_SIGPIPE, EXIT_SIGTERM = 130, 141, 143  # 128 + the signal's number, as shells report
+
+# Measured on this 2-core machine (linf-SAM, L = 3, to t = 1e-3): mp:20 ~16 s, mp:100
+# ~22 s, mp:300 over 40 s; past ~308 digits the default tolerance 10^-(digits-5) leaves
+# float64's range (mp:400 ends in an OverflowError inside the mp integrator, mp:100000 too).
+MAX_MP_DIGITS = 300
+MIN_MP_DIGITS = 10
+# SymPy prints one equation per coordinate with the data inside; past these sizes the
+# derivation takes minutes (depth 32: ~30 s; n*d = 400: ~14 s) and the text is unreadable.
+DERIVE_MAX_DEPTH = 24
+DERIVE_MAX_ENTRIES = 512
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by the SIGTERM handler, so cleanup runs and one line is printed.
+
+    A BaseException, like KeyboardInterrupt, so that code catching Exception (a claim
+    runner recording a failed instance) cannot swallow it."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="shorter horizons, fewer instances")
     p.add_argument("--json", metavar="FILE", help="write the sambias.verdicts/1 document to FILE")
     p.add_argument("--list", action="store_true", help="list claim ids with one-line statements")
+    p.add_argument("--power", action="store_true",
+                   help="also run wrong rules (mutants) through each claim's check and report which are rejected")
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser("report", help="write the verification report",
@@ -77,22 +101,103 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(Markdown with figures, plus LaTeX) to DIR.")
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: report)")
     p.add_argument("--quick", action="store_true", help="the quick catalogue and short horizons")
+    p.add_argument("--phases", metavar="DIR", help="draw phase diagrams from the sweep stores basin.sqlite, "
+                                                   "regime.sqlite, depth.sqlite in DIR")
     p.add_argument("claims", nargs="*", metavar="CLAIM", help="claim ids to include (default: all)")
     p.set_defaults(run=_cmd_report)
+
+    p = sub.add_parser("sweep", help="run a problem over axes of its fields into a results store",
+                       description="Run the base problem of SWEEP.toml over its axes (grids or seeded "
+                                   "samples) and record one row per point in an SQLite store (one "
+                                   "transaction per point). --show STORE summarises a store.")
+    p.add_argument("sweep", nargs="?", metavar="SWEEP.toml", help="sweep file (.toml or .json)")
+    p.add_argument("--store", metavar="PATH", help="results store (default: NAME.sqlite beside the file)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="local process pool of N (default: all cores; 1: serial)")
+    where.add_argument("--dask", metavar="ADDRESS", help="a running Dask scheduler, tcp://HOST:PORT")
+    where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
+    p.add_argument("--resume", action="store_true", help="continue a store, skipping finished points")
+    p.add_argument("--quick", action="store_true", help="a few points per axis (store NAME.quick.sqlite)")
+    p.add_argument("--show", metavar="STORE", help="summarise STORE instead of running")
+    p.add_argument("--csv", metavar="FILE", help="with --show: write every record to FILE (CSV)")
+    p.add_argument("--parquet", metavar="FILE", help="with --show: write every record to FILE (needs pyarrow)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(run=_cmd_sweep)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sambias`` console script; returns the exit status."""
+    """Entry point of the ``sambias`` console script; returns the exit status.
+
+    >>> main(["derive", "example:gd-depth2", "--standalone"])  # one line on stderr
+    2
+    """
     args = build_parser().parse_args(argv)
+    restore = _catch_sigterm()
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe must surface here, not at interpreter exit
+        return code
     except SambiasError as exc:
         print(f"sambias {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"sambias {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
+    except _Terminated:
+        print(f"sambias {args.command}: terminated", file=sys.stderr)
+        return EXIT_SIGTERM
+    except BrokenPipeError:
+        # The reader went away (`sambias verify --list | head -1`): nothing left to say to it.
+        # Point stdout at devnull so the interpreter's final flush cannot raise again.
+        _silence_stdout()
+        return EXIT_SIGPIPE
+    except MemoryError:
+        print(f"sambias {args.command}: error: out of memory", file=sys.stderr)
+        return EXIT_FAIL
+    except Exception as exc:
+        # A bug, not bad input: still one line for the user (with a distinct status that
+        # tests and scripts can tell apart); SAMBIAS_TRACEBACK=1 shows the traceback.
+        if os.environ.get("SAMBIAS_TRACEBACK"):
+            raise
+        where = _innermost_frame(exc)
+        print(f"sambias {args.command}: internal error: {exc.__class__.__name__}: "
+              f"{' '.join(str(exc).split())[:200]} (at {where}; please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        restore()
+
+
+def _catch_sigterm():
+    """Route SIGTERM to :class:`_Terminated` while a command runs (main thread only: Python
+    installs handlers nowhere else); returns a function that puts the old handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    # None means a handler installed outside Python; the default is the closest we can restore.
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured)
+        pass
 
 
 def _version() -> str:
@@ -114,6 +219,53 @@ def _write(text: str, out: str | None) -> None:
         raise SambiasError(f"cannot write {out} ({exc.strerror})") from None
 
 
+# --- checks made before any heavy work ---------------------------------------------
+def _check_output_file(path: str, option: str) -> None:
+    """The file ``path`` can be created: not a directory, and its folder exists."""
+    target = Path(path)
+    if target.is_dir():
+        raise SambiasError(f"{option}: {path} is a directory; give a file name")
+    folder = target.parent
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "does not exist"
+        raise SambiasError(f"{option}: cannot write {path}: the folder {folder} {what}")
+
+
+def _check_output_dir(path: str, option: str) -> None:
+    """``path`` is a directory or can be made one (``mkdir -p``): no file in the way."""
+    target = Path(path)
+    for folder in (target, *target.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise SambiasError(f"{option}: {folder} exists and is not a directory")
+            return
+
+
+def _npz_target(path: str) -> str:
+    """The file numpy.savez really writes: it appends '.npz' to a name without it."""
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def _check_precision(text: str) -> None:
+    if text == "float64":
+        return
+    head, _, digits = text.partition(":")
+    if head != "mp" or not digits.isdigit() or not digits.isascii():
+        raise SambiasError(f"--precision: expected float64 or mp:DIGITS (e.g. mp:50), got {text!r}")
+    if len(digits) > 6 or not MIN_MP_DIGITS <= int(digits) <= MAX_MP_DIGITS:
+        raise SambiasError(f"--precision: mp digits must be between {MIN_MP_DIGITS} and {MAX_MP_DIGITS}, "
+                           f"got {digits if len(digits) <= 12 else digits[:12] + '...'}")
+
+
+def _check_derivable(problem) -> None:
+    entries = problem.n * problem.dim
+    if problem.depth > DERIVE_MAX_DEPTH or entries > DERIVE_MAX_ENTRIES:
+        raise SambiasError(
+            f"symbolic derivation is limited to depth <= {DERIVE_MAX_DEPTH} and n*d <= "
+            f"{DERIVE_MAX_ENTRIES} data entries (this problem: depth {problem.depth}, n*d = {entries}); "
+            f"`sambias simulate` takes larger problems")
+
+
 # --- commands -------------------------------------------------------------------
 def _cmd_derive(args: argparse.Namespace) -> int:
     from .problem import load_problem
@@ -121,7 +273,11 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
     if args.standalone and not args.latex:
         raise SambiasError("--standalone needs --latex")
-    system = derive(load_problem(args.problem))
+    if args.out is not None:
+        _check_output_file(args.out, "--out")
+    problem = load_problem(args.problem)
+    _check_derivable(problem)
+    system = derive(problem)
     text = system.to_latex(standalone=args.standalone) if args.latex else system.to_text()
     _write(text, args.out)
     return EXIT_OK
@@ -132,7 +288,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .problem import load_problem
 
     problem = load_problem(args.problem)
-    horizon = parse_horizon(args.horizon)
+    horizon = parse_horizon(args.horizon, time=args.time)
+    _check_precision(args.precision)
+    if args.json:
+        _check_output_file(args.json, "--json")
+    if args.save:
+        _check_output_file(args.save, "--save")  # a directory would silently become DIR.npz
+        _check_output_file(_npz_target(args.save), "--save")
     for name in ("rtol", "atol"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -146,8 +308,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         _write(json.dumps(document, indent=1), args.json)
     if args.save:
-        trajectory.save(args.save)
+        try:
+            trajectory.save(args.save)
+        except OSError as exc:
+            raise SambiasError(f"--save: cannot write {args.save} ({exc.strerror or exc})") from None
     print(_summary(trajectory, document))
+    if not trajectory.ok:
+        # CONTRACT.md: a run that stopped early says why on stderr (one line).
+        print(f"sambias simulate: stopped early: {' '.join(str(document['status']).split())}", file=sys.stderr)
     return EXIT_OK if trajectory.ok else EXIT_FAIL
 
 
@@ -176,12 +344,22 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import command
 
     return command(list(args.claims), quick=args.quick, json_path=args.json, list_only=args.list,
-                   out=sys.stdout, err=sys.stderr)
+                   out=sys.stdout, err=sys.stderr, power=args.power)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .reports import write_report
 
-    result = write_report(Path(args.out), claim_ids=list(args.claims) or None, quick=args.quick)
-    print(f"report written to {result.markdown}")
+    _check_output_dir(args.out, "--out")  # before any claim runs: they take minutes
+    result = write_report(Path(args.out), claim_ids=list(args.claims) or None, quick=args.quick,
+                          progress=True, phases=Path(args.phases) if args.phases else None)
+    print(f"report written to {result.markdown} ({result.pdf_note})")
     return EXIT_OK if result.all_hold else EXIT_FAIL
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import command
+
+    return command(args.sweep, store=args.store, workers=args.workers, dask=args.dask, dask_local=args.dask_local,
+                   resume=args.resume, quick=args.quick, show=args.show, csv=args.csv, parquet=args.parquet,
+                   progress=not args.no_progress, out=sys.stdout)

@@ -18,6 +18,12 @@ from decimal import Decimal, InvalidOperation, localcontext
 
 from .errors import ProblemError
 
+# The rescaled clock tau is carried as a float64 by the integrators, and t grows
+# doubly exponentially in it (GD on the built-in example: log10 t ~ 1e296 by tau ~ 114),
+# so a rescaled horizon past float64's range can neither be represented nor approached.
+# Physical horizons have no such limit: 1e400 or 1e100000 is reached through log time.
+MAX_RESCALED_LOG10 = 300.0
+
 
 @dataclass(frozen=True)
 class Horizon:
@@ -42,8 +48,16 @@ class Horizon:
         return format(self.value, "g") if abs(self.log10) < 16 else f"1e{self.log10:.6g}"
 
 
-def parse_horizon(text: str | float | int | Decimal) -> Horizon:
-    """Read a horizon given as text (``"100"``, ``"1e400"``) or a number; it must be > 0."""
+def parse_horizon(text: str | float | int | Decimal, *, time: str = "physical") -> Horizon:
+    """Read a horizon given as text (``"100"``, ``"1e400"``) or a number; it must be > 0.
+
+    With ``time="rescaled"`` it must also be below ``1e300`` (tau is a float64).
+
+    >>> parse_horizon("1e400", time="rescaled")
+    Traceback (most recent call last):
+    ...
+    sambias.errors.ProblemError: horizon: a rescaled horizon (tau) must be below 1e300, got '1e400'; physical horizons such as 1e400 have no limit
+    """
     if isinstance(text, bool):
         raise ProblemError(f"horizon: expected a positive number, got {text!r}")
     try:
@@ -57,4 +71,12 @@ def parse_horizon(text: str | float | int | Decimal) -> Horizon:
     with localcontext() as ctx:
         ctx.prec = 40
         log10 = float(value.log10())
+    if time == "rescaled" and log10 >= MAX_RESCALED_LOG10:
+        raise ProblemError(f"horizon: a rescaled horizon (tau) must be below 1e{MAX_RESCALED_LOG10:g}, "
+                           f"got {_shown(text)}; physical horizons such as 1e400 have no limit")
     return Horizon(value=value, log10=log10)
+
+
+def _shown(text) -> str:
+    shown = repr(text) if isinstance(text, str) else str(text)
+    return shown if len(shown) <= 40 else shown[:37] + "..."

@@ -1,5 +1,9 @@
 """Symbolic derivation of the SAM flows on L-layer linear diagonal networks (SymPy).
 
+* :class:`Algorithm` / :func:`register_algorithm`: each algorithm is one definition, its
+  perturbation ``eps(g, w, rho)`` as SymPy (built in: gd, l2-sam, linf-sam, usam, asam; user
+  ones from Python or the entry-point group ``sambias.algorithms``);
+
 * :func:`derive` / :func:`derive_flow` -> :class:`FlowSystem` (loss, gradient, perturbation,
   perturbed point, physical and rescaled-time flow; reductions and invariants);
 * :meth:`FlowSystem.to_latex` / :meth:`FlowSystem.to_text` render it;
@@ -15,6 +19,8 @@
 array([1.5, 1. , 1.5, 1. ])
 """
 
+from .algorithms import (Algorithm, AlgorithmError, algorithm_names, get_algorithm, register_algorithm,
+                         unregister_algorithm)
 from .cache import clear_caches
 from .codegen import generate_kernels
 from .coordinate import CoordinateForm, coordinate_form
@@ -25,6 +31,7 @@ from .latex import standalone_document
 from .reductions import Reduction
 from .system import FlowSystem
 
-__all__ = ["CollapseError", "CoordinateForm", "FlowSystem", "GeneratedField", "Invariant", "Reduction",
+__all__ = ["Algorithm", "AlgorithmError", "algorithm_names", "get_algorithm", "register_algorithm",
+           "unregister_algorithm", "CollapseError", "CoordinateForm", "FlowSystem", "GeneratedField", "Invariant", "Reduction",
            "check_gradient", "clear_caches", "coordinate_form", "derive", "derive_flow",
            "generate_kernels", "standalone_document"]

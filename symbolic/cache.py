@@ -24,11 +24,12 @@ def symbolic_flow(depth: int, dim: int, n: int, algorithm: str, loss: str) -> Fl
 
 def clear_caches() -> None:
     """Forget every cached derivation, coordinate form and generated kernel set."""
-    from .codegen import generate_kernels
+    from .algorithms import coordinate_structure, perturbation_degree
+    from .codegen import generate_flat_kernels, generate_kernels
     from .coordinate import coordinate_form
     from .invariants import coordinate_invariants
     from .reductions import symbolic_reductions
 
     for cached in (symbolic_flow, coordinate_form, generate_kernels, coordinate_invariants,
-                   symbolic_reductions):
+                   symbolic_reductions, generate_flat_kernels, coordinate_structure, perturbation_degree):
         cached.cache_clear()

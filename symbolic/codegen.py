@@ -141,7 +141,8 @@ def kernel_source(spec: KernelSpec, backend: str) -> str:
     lines = [f"def {spec.name}({', '.join(a.name for a in spec.args)}):"]
     for sym, expr in replacements:
         lines.append(f"    {sym.name} = {printer.doprint(expr)}")
-    per_coordinate = {a for a in spec.args if a not in (RHO, NORM, SPEED)}
+    # rho and the global scalars (N, S, ...) are one value; everything else is one per coordinate
+    per_coordinate = {a for a in spec.args if a.name.split("_")[0] in ("w", "wt", "g", "gt", "sigma", "z")}
     outs = []
     for expr in reduced:
         text = printer.doprint(expr)
@@ -168,6 +169,19 @@ def _depends(expr, replacements, per_coordinate) -> bool:
     return False
 
 
+def perturbation_args(cf: CoordinateForm) -> tuple:
+    """The perturbation kernels' arguments: ``w..``, ``sigma..`` (discontinuous), ``g`` (when
+    used), the global scalars (sums, then ``S``), ``rho``."""
+    free = set().union(*(e.free_symbols for e in cf.perturbation))
+    return (cf.w + (cf.sigma if cf.discontinuous else ()) + ((cf.g,) if cf.g in free else ())
+            + cf.globals + (RHO,))
+
+
+def share_args(cf: CoordinateForm, gs) -> tuple:
+    """A global sum's share kernel arguments: ``w..``, ``g`` (and ``S``, when it occurs)."""
+    return cf.w + (cf.g,) + ((SPEED,) if SPEED in gs.share.free_symbols else ())
+
+
 def kernel_specs(cf: CoordinateForm) -> list[KernelSpec]:
     """The kernels of one coordinate form (see the module docstring)."""
     w, wt, g, gt, sigma = cf.w, cf.wt, cf.g, cf.gt, cf.sigma
@@ -185,19 +199,21 @@ def kernel_specs(cf: CoordinateForm) -> list[KernelSpec]:
     specs.append(KernelSpec("jac_flow", wt + (gt,),
                             tuple(sp.diff(o, r) for o in cf.rescaled for r in wt)
                             + tuple(sp.diff(o, gt) for o in cf.rescaled), wt[0]))
-    if cf.algorithm != "gd":
-        if cf.algorithm == "linf-sam":
-            pargs = w + sigma + (RHO,)
-        else:
-            pargs = w + (g,) + cf.globals + (RHO,)
+    if cf.perturbation is not None and any(e != 0 for e in cf.perturbation):
+        pargs = perturbation_args(cf)
         specs.append(KernelSpec("perturbation", pargs, cf.perturbation, w[0]))
         wtil = cf.perturbed_point
         outs = [sp.diff(p, m) for p in wtil for m in w]             # L*L
-        outs += [sp.diff(p, g) for p in wtil]                          # L
+        if g in pargs:
+            outs += [sp.diff(p, g) for p in wtil]                      # L
         for s in cf.globals:
             outs += [sp.diff(p, s) for p in wtil]                      # L per global
         specs.append(KernelSpec("jac_perturbed", pargs, tuple(outs), w[0]))
-    if cf.algorithm == "l2-sam":
+    for m, gs in enumerate(cf.global_sums):
+        sargs = share_args(cf, gs)
+        specs.append(KernelSpec(f"share_{m}", sargs, (gs.share,), w[0]))
+        specs.append(KernelSpec(f"jac_share_{m}", sargs, tuple(sp.diff(gs.share, a) for a in sargs), w[0]))
+    if cf.norm_share is not None and NORM in cf.globals:
         specs.append(KernelSpec("jac_norm_share", w + (g,),
                                 tuple(sp.diff(cf.norm_share, m) for m in w) + (sp.diff(cf.norm_share, g),),
                                 w[0]))
@@ -223,6 +239,10 @@ class Kernels:
     globals: tuple
     perturbation_is_shift: bool
     functions: dict = field(repr=False)
+    #: the :class:`~sambias.symbolic.coordinate.CoordinateForm` the kernels were printed from
+    coordinate: CoordinateForm | None = field(default=None, repr=False)
+    #: the perturbation kernel's argument names (``()`` when there is none)
+    perturbation_args: tuple = ()
 
     def __post_init__(self) -> None:
         # plain instance attributes: the vector field calls these on every evaluation
@@ -254,7 +274,89 @@ def generate_kernels(depth: int, algorithm: str, loss: str, backend: str = "floa
     namespace = _namespace(backend)
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own printed expressions
     functions = {s.name: namespace[s.name] for s in specs}
-    shift = all(sp.diff(p - wl, m) == 0 for p, wl in zip(cf.perturbed_point, cf.w) for m in cf.w) and all(
+    shift = cf.perturbed_point is not None and all(
+        sp.diff(p - wl, m) == 0 for p, wl in zip(cf.perturbed_point, cf.w) for m in cf.w) and all(
         sp.diff(p, s) == 0 for p in cf.perturbed_point for s in (cf.g,) + cf.globals)
+    pargs = next((tuple(a.name for a in s.args) for s in specs if s.name == "perturbation"), ())
     return Kernels(depth=depth, algorithm=algorithm, loss=loss, backend=backend, source=source,
-                   globals=cf.globals, perturbation_is_shift=shift, functions=functions)
+                   globals=cf.globals, perturbation_is_shift=shift, functions=functions, coordinate=cf,
+                   perturbation_args=pargs)
+
+
+#: the general (flat) path handles at most this many weights ``L*d``
+MAX_FLAT_WEIGHTS = 48
+
+
+@dataclass
+class FlatKernels:
+    """The general path's perturbation of one ``(depth, dim, algorithm, backend)``.
+
+    ``perturbation(w.., [sigma..], g_1..g_d, [S], rho)`` -> the ``L*d`` entries of ``eps``;
+    ``jacobian(same)`` -> ``d eps / d w`` (``L*d x L*d``, row-major), then ``d eps / d g``
+    (``L*d x d``), then ``d eps / d S`` (``L*d``, when ``S`` occurs).  Scalars in, scalars out.
+    """
+
+    depth: int
+    dim: int
+    algorithm: str
+    backend: str
+    source: str
+    uses_speed: bool
+    perturbation: object = field(repr=False)
+    jacobian: object = field(repr=False)
+
+
+@functools.lru_cache(maxsize=32)
+def generate_flat_kernels(depth: int, dim: int, algorithm: str, backend: str = "float64") -> FlatKernels:
+    """The flat perturbation of an algorithm without the generic-coordinate structure.
+
+    The algorithm's definition is applied to the whole flat gradient ``G = g_j dbeta_j/dw^{(l)}_j``
+    (times ``S`` unless ``eps`` is scale-free in the gradient), its signs replaced by the
+    switching symbols when it is discontinuous, then CSE'd and printed with its Jacobian.
+    """
+    from .algorithms import AlgorithmError, get_algorithm, perturbation_degree
+    from .coordinate import gradient_factor
+    from .notation import switching, weight
+    _printer(backend)
+    L, d = int(depth), int(dim)
+    if L * d > MAX_FLAT_WEIGHTS:
+        raise AlgorithmError(f"algorithm {algorithm!r}: its perturbation couples coordinates beyond global "
+                             f"sums, so it runs on the general flat path, which handles at most "
+                             f"{MAX_FLAT_WEIGHTS} weights (L*d); this problem has {L * d}")
+    definition = get_algorithm(algorithm)
+    degree = perturbation_degree(definition, L)
+    W = [weight(l, j) for l in range(1, L + 1) for j in range(1, d + 1)]
+    gs = [sp.Symbol(f"g_{j}", real=True) for j in range(1, d + 1)]
+    Gs = [sp.Symbol(f"G_{l}_{j}", real=True) for l in range(1, L + 1) for j in range(1, d + 1)]
+    eps = list(definition.evaluate(sp.Matrix(Gs), sp.Matrix(W), RHO))
+    sigma = []
+    if definition.discontinuous:
+        sigma = [switching(l, j) for l in range(1, L + 1) for j in range(1, d + 1)]
+        eps = [e.xreplace({sp.sign(G): s for G, s in zip(Gs, sigma)}) for e in eps]
+        if any(e.has(sp.sign) for e in eps):
+            raise AlgorithmError(f"algorithm {algorithm!r}: a discontinuous perturbation may use sign() "
+                                 "of gradient entries only")
+    P = gradient_factor(L, "exp")
+    to_F = {}
+    for l in range(L):
+        for j in range(d):
+            Pj = P[l].xreplace({weight(m + 1, "j"): weight(m + 1, j + 1) for m in range(L)})
+            to_F[Gs[l * d + j]] = (SPEED if degree is None else 1) * gs[j] * Pj
+    factor = SPEED**degree if degree else sp.S.One
+    eps = [factor * e.xreplace(to_F) for e in eps]
+    uses_speed = any(e.has(SPEED) for e in eps)
+    args = tuple(W) + tuple(sigma) + tuple(gs) + ((SPEED,) if uses_speed else ()) + (RHO,)
+    jac = [sp.diff(e, v) for e in eps for v in W] + [sp.diff(e, v) for e in eps for v in gs]
+    if uses_speed:
+        jac += [sp.diff(e, SPEED) for e in eps]
+    specs = [KernelSpec("perturbation", args, tuple(eps)), KernelSpec("jacobian", args, tuple(jac))]
+    header = (f"# generated by sambias.symbolic.codegen (general flat path) from the definition of\n"
+              f"# {algorithm}, depth {L}, d = {d}, backend {backend}; do not edit\n")
+    source = header + "\n\n".join(kernel_source(s, backend) for s in specs)
+    filename = f"<sambias-generated-flat-{L}-{d}-{algorithm}-{backend}-{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = _namespace(backend)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own printed expressions
+    return FlatKernels(depth=L, dim=d, algorithm=algorithm, backend=backend, source=source,
+                       uses_speed=uses_speed, perturbation=namespace["perturbation"],
+                       jacobian=namespace["jacobian"])

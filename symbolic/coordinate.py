@@ -11,7 +11,10 @@ with ``S = sum_i |l'(z_i)|``, ``g_j = -sum_i q_i y_i x_ij`` and ``q = softmax(lo
 example's loss ``l(r + a beta_j)`` and showing the quotient by ``a l'`` is free of the
 data), then builds the perturbation, the perturbed point and the loss-free flow of a
 generic coordinate in terms of the *couplings*: the per-coordinate ``g_j`` (at ``w``
-and at ``w~``) and the global scalars ``N = ||F(w)||`` (l2-SAM) and ``S`` (USAM).
+and at ``w~``) and the global scalars of the algorithm's perturbation (``N = ||F(w)||``
+for l2-SAM, ``N = ||T F(w)||`` for ASAM, ``S`` for USAM), all read off the algorithm's one
+definition (:mod:`~sambias.symbolic.algorithms`).  A perturbation without that structure
+has ``perturbation = None`` here and runs on the general flat path.
 Everything here is independent of ``d`` and ``n``; the data enter only through the
 couplings.  This is what :mod:`~sambias.symbolic.codegen` turns into code vectorised
 over coordinates.
@@ -27,13 +30,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
+from .algorithms import coordinate_structure, get_algorithm
 from .functions import dlog_abs_loss_derivative, log_abs_loss_derivative, loss_function
-from .notation import NORM, RHO, SPEED, Z, coupling, perturbed, switching, weight
+from .notation import SPEED, Z, coupling, perturbed, switching, weight
 
-ALGORITHMS = ("gd", "l2-sam", "linf-sam", "usam")
+#: the built-in algorithms' names (user algorithms: :func:`~sambias.symbolic.algorithms.register_algorithm`)
+ALGORITHMS = ("gd", "l2-sam", "linf-sam", "usam", "asam")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,9 +50,11 @@ class CoordinateForm:
     ``g``/``gt``: couplings ``g_j`` at ``w`` and ``w~``; ``sigma``: linf-SAM's signs.
     ``beta``, ``P`` (``d beta/d w^{(l)}``), ``F`` (normalised gradient ``g P``),
     ``norm_share`` (this coordinate's ``sum_l F_l^2``, whose sum over ``j`` is ``N^2``),
-    ``perturbation`` and ``perturbed_point`` are expressions in ``w, g, N, S, sigma, rho``;
+    ``perturbation`` and ``perturbed_point`` are expressions in ``w, g, sigma, rho`` and the
+    global scalars (``None`` when the perturbation is not coordinate-wise: general path);
     ``rescaled`` (``dw/dtau = -gt P(wt)``) is an expression in ``wt, gt``.
-    ``phi``/``dphi`` are ``log|l'(z)|`` and its derivative, in ``z``.
+    ``phi``/``dphi`` are ``log|l'(z)|`` and its derivative, in ``z``; ``definition`` is the
+    :class:`~sambias.symbolic.algorithms.Algorithm`, ``structure`` its coordinate structure.
     """
 
     depth: int
@@ -67,15 +75,37 @@ class CoordinateForm:
     rescaled: tuple
     phi: sp.Expr
     dphi: sp.Expr
+    definition: Any = None
+    structure: Any = None
+
+    @property
+    def coordinatewise(self) -> bool:
+        """Whether the perturbation has the generic-coordinate structure (fast kernels)."""
+        return self.perturbation is not None
+
+    @property
+    def discontinuous(self) -> bool:
+        """Whether the perturbation uses ``sign`` of the gradient (switching functions ``F``)."""
+        return bool(self.definition is not None and self.definition.discontinuous)
+
+    @property
+    def global_sums(self) -> tuple:
+        """The :class:`~sambias.symbolic.algorithms.GlobalSum` scalars of the perturbation."""
+        return self.structure.globals if self.structure is not None else ()
 
     @property
     def globals(self) -> tuple:
-        """The global scalar couplings the perturbation depends on (``N``, ``S``)."""
-        free = set().union(*(e.free_symbols for e in self.perturbation))
-        return tuple(s for s in (NORM, SPEED) if s in free)
+        """The global scalar couplings the perturbation depends on (its sums, then ``S``)."""
+        if self.perturbation is None:
+            return ()
+        free = set().union(*(e.free_symbols for e in self.perturbation),
+                           *(gs.share.free_symbols for gs in self.global_sums))
+        return tuple(gs.symbol for gs in self.global_sums) + ((SPEED,) if SPEED in free else ())
 
     def flow_in_w(self) -> tuple:
         """``dw/dtau`` with ``w~`` replaced by ``w + eps(w)`` (``gt`` kept as a coupling)."""
+        if self.perturbed_point is None:
+            raise ValueError(f"{self.algorithm}: the perturbation is not coordinate-wise")
         sub = dict(zip(self.wt, self.perturbed_point))
         return tuple(e.xreplace(sub) for e in self.rescaled)
 
@@ -108,8 +138,7 @@ def coordinate_form(depth: int, algorithm: str, loss: str) -> CoordinateForm:
     """Derive the :class:`CoordinateForm` of ``(depth, algorithm, loss)`` (cached)."""
     if isinstance(depth, bool) or int(depth) != depth or depth < 1:
         raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    definition = get_algorithm(algorithm)
     L = int(depth)
     w = tuple(weight(l, "j") for l in range(1, L + 1))
     wt = tuple(perturbed(l, "j") for l in range(1, L + 1))
@@ -119,19 +148,16 @@ def coordinate_form(depth: int, algorithm: str, loss: str) -> CoordinateForm:
     P = gradient_factor(L, loss)
     F = tuple(g * p for p in P)
     norm_share = sp.Add(*[f**2 for f in F])
-    if algorithm == "gd":
-        eps = tuple(sp.S.Zero for _ in F)
-    elif algorithm == "l2-sam":
-        eps = tuple(RHO * f / NORM for f in F)
-    elif algorithm == "linf-sam":
-        eps = tuple(RHO * s for s in sigma)
-    else:  # usam: rho * grad L = rho * S * F
-        eps = tuple(RHO * SPEED * f for f in F)
-    wtilde = tuple(wl + e for wl, e in zip(w, eps))
+    structure = coordinate_structure(definition, L)
+    if structure is None:
+        eps = wtilde = None
+    else:
+        eps = structure.perturbation
+        wtilde = tuple(wl + e for wl, e in zip(w, eps))
     beta_t = beta.xreplace(dict(zip(w, wt)))
     rescaled = tuple(-gt * p.xreplace(dict(zip(w, wt))) for p in P)
     return CoordinateForm(depth=L, algorithm=algorithm, loss=loss, w=w, wt=wt, g=g, gt=gt,
                           sigma=sigma, beta=beta, P=P, F=F, norm_share=norm_share,
                           perturbation=eps, perturbed_point=wtilde, beta_t=beta_t,
                           rescaled=rescaled, phi=log_abs_loss_derivative(loss),
-                          dphi=dlog_abs_loss_derivative(loss))
+                          dphi=dlog_abs_loss_derivative(loss), definition=definition, structure=structure)

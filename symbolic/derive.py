@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .coordinate import ALGORITHMS, coordinate_form
+from .algorithms import coordinate_structure, get_algorithm, perturbation_degree
+from .coordinate import coordinate_form
 from .functions import LOSSES, loss_derivative, loss_function
 from .notation import (RHO, Z, data_x, data_y, margin, perturbed, softmax_weight, weight)
 from .system import FlowSystem
@@ -39,8 +40,7 @@ def _check_shape(depth, dim, n, algorithm, loss) -> tuple:
     for name, value in (("depth", depth), ("dim", dim), ("n", n)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    get_algorithm(algorithm)  # unknown names: one clear error (AlgorithmError is a ValueError)
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
     return int(depth), int(dim), int(n), algorithm, loss
@@ -95,15 +95,14 @@ def derive_symbolic(depth: int, dim: int, n: int, algorithm: str, loss: str) -> 
     g_of_q = tuple(-sp.Add(*[q[i] * dz_db[i][j] for i in range(n)]) for j in range(d))
     F = tuple(tuple(g_of_q[j] * dbeta_dw[l][j] for j in range(d)) for l in range(L))
 
-    if algorithm == "gd":
-        eps = tuple(tuple(sp.S.Zero for _ in row) for row in F)
-    elif algorithm == "l2-sam":
-        norm = sp.sqrt(sp.Add(*[f**2 for row in F for f in row]))
-        eps = tuple(tuple(RHO * f / norm for f in row) for row in F)
-    elif algorithm == "linf-sam":
-        eps = tuple(tuple(RHO * sp.sign(f) for f in row) for row in F)
-    else:
-        eps = tuple(tuple(RHO * gr for gr in row) for row in gradient)
+    # the algorithm's one definition, applied to the flat gradient: F = grad L / S where
+    # eps is scale-free in the gradient (S cancels exactly), the gradient itself otherwise
+    definition = get_algorithm(algorithm)
+    G = F if perturbation_degree(definition, L) == 0 else gradient
+    flat = definition.evaluate(sp.Matrix([e for row in G for e in row]),
+                               sp.Matrix([s for row in W for s in row]), RHO)
+    eps = tuple(tuple(flat[l * d + j] for j in range(d)) for l in range(L))
+    global_exprs = _explicit_globals(coordinate_structure(definition, L), W, g_of_q)
     wtilde = tuple(tuple(W[l][j] + eps[l][j] for j in range(d)) for l in range(L))
 
     at_tilde = {**{W[l][j]: Wt[l][j] for l in range(L) for j in range(d)}, **dict(zip(z, zt))}
@@ -124,7 +123,21 @@ def derive_symbolic(depth: int, dim: int, n: int, algorithm: str, loss: str) -> 
         loss_expr=loss_w, gradient=gradient, normalised_gradient=F, perturbation=eps,
         perturbed_point=wtilde, flow=flow, rescaled_flow=rescaled, speed=speed,
         time_change=time_change, coordinate=coordinate_form(L, algorithm, loss),
-        symbolic_data=True)
+        symbolic_data=True, global_exprs=global_exprs)
+
+
+def _explicit_globals(structure, W, g_of_q) -> tuple:
+    """``(symbol, power, const + sum_j share_j)`` of each global sum, in the explicit system."""
+    if structure is None:
+        return ()
+    from .notation import coupling
+    L, d, g = len(W), len(W[0]), coupling(False)
+    out = []
+    for gs in structure.globals:
+        terms = [gs.share.xreplace({g: g_of_q[j], **{weight(l + 1, "j"): W[l][j] for l in range(L)}})
+                 for j in range(d)]
+        out.append((gs.symbol, gs.power, gs.const + sp.Add(*terms)))
+    return tuple(out)
 
 
 def _replace(expr: sp.Basic, sub: dict, memo: dict) -> sp.Basic:

@@ -12,7 +12,14 @@ between coordinates, which go through the data:
 * ``log S = logsumexp(phi(z))``, ``q = softmax(phi(z))`` with ``phi = log |l'|``
   (never ``e^{-z}`` itself, which underflows past ``z ~ 745``);
 * ``g = -A^T q``, and its derivative ``M = dg/dbeta = -A^T (diag q - q q^T) diag(phi') A``;
-* the global scalars ``N = ||F||`` (l2-SAM) and ``S`` (USAM).
+* the global scalars of the algorithm's perturbation: its global sums (``N = ||F||`` for
+  l2-SAM, ``M = ||T F||`` for ASAM, ...) from per-coordinate share kernels, and ``S`` (USAM).
+
+Every algorithm runs here, from its one definition (:mod:`~sambias.symbolic.algorithms`):
+a perturbation without the per-coordinate structure uses the general flat kernels of its
+shape (:func:`~sambias.symbolic.codegen.generate_flat_kernels`, at most 48 weights).
+``backend="mp"`` is an alias of ``"mpmath"``; ``discontinuous`` says whether ``switching``
+and ``sigma`` apply (ℓ∞-SAM and user algorithms using ``sign(g)``).
 
 Jacobians are assembled by the chain rule from the kernels' SymPy derivatives: for a
 per-coordinate quantity ``Q_j(w_j, g_j, N, S)``,
@@ -38,6 +45,7 @@ import mpmath
 import numpy as np
 
 from .codegen import BACKENDS, Kernels, generate_kernels
+from .notation import SPEED
 
 try:  # the mp integrator stops cleanly on its own CollapseError; be catchable as that too
     from sambias.flows.mp_field import CollapseError as _MpCollapse
@@ -61,8 +69,9 @@ class GeneratedField:
     """
 
     def __init__(self, problem, backend: str = "float64", kernels: Kernels | None = None) -> None:
+        backend = {"mp": "mpmath"}.get(backend, backend)
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+            raise ValueError(f"unknown backend {backend!r}; expected one of float64, mp ({', '.join(BACKENDS)})")
         self.problem = problem
         self.backend = backend
         self.depth = int(problem.depth)
@@ -74,8 +83,31 @@ class GeneratedField:
         k = self.kernels
         if (k.depth, k.algorithm, k.loss, k.backend) != (self.depth, self.algorithm, self.loss, backend):
             raise ValueError("kernels were generated for a different depth/algorithm/loss/backend")
+        cf = k.coordinate
+        self.definition = cf.definition
+        #: whether the perturbation uses sign(F) (switching functions; Filippov)
+        self.discontinuous = cf.discontinuous
+        self._sums = cf.global_sums
+        pargs = set(k.perturbation_args)
+        self._pert_uses_g, self._pert_uses_S = "g_j" in pargs, "S" in pargs
+        self._share_fns = tuple(getattr(k, f"share_{m}") for m in range(len(self._sums)))
+        self._jac_share_fns = tuple(getattr(k, f"jac_share_{m}") for m in range(len(self._sums)))
+        self._share_uses_S = tuple(gs.share.has(SPEED) for gs in self._sums)
+        self._needs_g = self._pert_uses_g or bool(self._sums)
+        self._needs_S = self._pert_uses_S or any(self._share_uses_S)
+        self._consts = tuple(mpmath.mpf(float(gs.const)) if backend == "mpmath" else float(gs.const)
+                             for gs in self._sums)
+        names = [str(gs.symbol) for gs in self._sums]
+        self._norm_index = names.index("N") if "N" in names else None
+        self._perturbs = cf.perturbation is None or any(e != 0 for e in cf.perturbation)
+        # rho = 0 switches the perturbation off only where eps vanishes with rho (all built-ins)
+        self._rho_off = cf.structure is None or cf.structure.vanishes_at_rho_zero
+        self.flat = None
+        if cf.perturbation is None:  # the general path: the flat perturbation of this shape
+            from .codegen import generate_flat_kernels
+            self.flat = generate_flat_kernels(self.depth, self.dim, self.algorithm, backend)
         A = np.ascontiguousarray(problem.signed_data, dtype=float)
-        rho = float(problem.rho) if problem.algorithm != "gd" else 0.0
+        rho = float(problem.rho) if self.definition.uses_rho else 0.0
         self._mp = backend == "mpmath"
         if self._mp:
             # float64 -> mpf is exact: the mp field sees exactly the data the float field sees
@@ -194,39 +226,94 @@ class GeneratedField:
 
     # --- the point W and its perturbation ----------------------------------------------------------
     def _at(self, W, need_q: bool = True):
-        """Everything at ``W`` the perturbation needs: ``(z, log_S, q, g, F rows, norm share)``."""
+        """Everything at ``W`` the perturbation needs: ``(z, log_S, q, g, F rows, None)``."""
         k = self.kernels
         (beta,) = k.beta(*W)
         z, log_S, q, g = self._coupling(beta, need_q)
         F = k.gradient(*W, g)
-        share = k.norm_share(*W, g)[0] if self.algorithm == "l2-sam" else None
-        return z, log_S, q, g, F, share
+        return z, log_S, q, g, F, None
+
+    def _signs(self, F):
+        return tuple((np.frompyfunc(mpmath.sign, 1, 1)(f) if self._mp else np.sign(f)) for f in F)
+
+    def _sigma_rows(self, sigma):
+        return self._rows(sigma) if self._mp else tuple(np.asarray(sigma, dtype=float).reshape(self.depth, self.dim))
+
+    def _global_values(self, W, info) -> list:
+        """The global sums' values (``symbol = (const + sum_j share_j)^(1/power)``), in order."""
+        out = []
+        for gs, share, uses_S, const in zip(self._sums, self._share_fns, self._share_uses_S, self._consts):
+            extra = (info["S"],) if uses_S else ()
+            total = self._sum(share(*W, info["g"], *extra)[0])
+            if const:
+                total = total + const
+            if gs.power == 1:
+                value = total
+            elif self._mp:
+                value = mpmath.root(total, gs.power)
+            else:
+                value = math.sqrt(total) if gs.power == 2 else total ** (1.0 / gs.power)
+            if gs.divides and value == 0:
+                raise CollapseError(f"{self.definition.title} perturbation undefined: {gs.symbol} = 0 "
+                                    "(the gradient is 0: collapse)")
+            out.append(value)
+        info["globals"] = out
+        if self._norm_index is not None:
+            info["N"] = out[self._norm_index]
+        return out
+
+    def _num(self, value):
+        return mpmath.mpf(float(value)) if self._mp else float(value)
 
     def _perturb(self, W, sigma, need_q: bool = True):
         """``(eps rows, info)``; ``eps`` is ``None`` when the flow is unperturbed."""
-        alg, k = self.algorithm, self.kernels
-        if alg == "gd" or self.rho == 0:
+        k = self.kernels
+        if not self._perturbs or (self.rho == 0 and self._rho_off):
             return None, None
-        if alg == "linf-sam":
-            if sigma is None:
-                (beta,) = k.beta(*W)
-                F = k.gradient(*W, self._coupling(beta, need_q=False)[3])
-                s = tuple((np.frompyfunc(mpmath.sign, 1, 1)(f) if self._mp else np.sign(f)) for f in F)
-            else:
-                s = self._rows(sigma) if self._mp else tuple(
-                    np.asarray(sigma, dtype=float).reshape(self.depth, self.dim))
-            return k.perturbation(*W, *s, self.rho), {"sigma": s}
-        z, log_S, q, g, F, share = self._at(W, need_q)
+        if self.flat is not None:
+            return self._flat_perturb(W, sigma, need_q)
+        info: dict = {}
+        if self._needs_g or (self.discontinuous and sigma is None):
+            z, log_S, q, g, F, _ = self._at(W, need_q)
+            info.update(z=z, log_S=log_S, q=q, g=g, F=F)
+        if self._needs_S:
+            info["S"] = self._exp(info["log_S"])
+        args = list(W)
+        if self.discontinuous:
+            s = self._signs(info["F"]) if sigma is None else self._sigma_rows(sigma)
+            info["sigma"] = s
+            args += list(s)
+        if self._pert_uses_g:
+            args.append(info["g"])
+        args += self._global_values(W, info)
+        if self._pert_uses_S:
+            args.append(info["S"])
+        return k.perturbation(*args, self.rho), info
+
+    def _flat_args(self, W, sigma, info):
+        rows = [list(r) for r in W]
+        args = [v for r in rows for v in r]
+        if self.discontinuous:
+            s = self._signs(info["F"]) if sigma is None else self._sigma_rows(sigma)
+            info["sigma"] = s
+            args += [v for r in s for v in r]
+        args += list(info["g"])
+        if self.flat.uses_speed:
+            info["S"] = self._exp(info["log_S"])
+            args.append(info["S"])
+        return args + [self.rho]
+
+    def _flat_perturb(self, W, sigma, need_q):
+        z, log_S, q, g, F, _ = self._at(W, need_q)
         info = {"z": z, "log_S": log_S, "q": q, "g": g, "F": F}
-        if alg == "l2-sam":
-            N = self._sqrt(self._sum(share))
-            if N == 0:
-                raise CollapseError("l2-SAM perturbation undefined: the gradient is 0 (collapse)")
-            info["N"] = N
-            return k.perturbation(*W, g, N, self.rho), info
-        S = self._exp(log_S)  # usam
-        info["S"] = S
-        return k.perturbation(*W, g, S, self.rho), info
+        try:
+            flat = self.flat.perturbation(*self._flat_args(W, sigma, info))
+        except ZeroDivisionError:
+            raise CollapseError(f"{self.definition.title} perturbation undefined (division by zero)") from None
+        out = np.array(flat, dtype=object if self._mp else float).reshape(self.depth, self.dim)
+        if not self._mp and not np.all(np.isfinite(out)):
+            raise CollapseError(f"{self.definition.title} perturbation undefined (not finite)")
+        return tuple(out), info
 
     def _perturbed_rows(self, W, sigma, need_q: bool = True):
         eps, info = self._perturb(W, sigma, need_q)
@@ -240,8 +327,9 @@ class GeneratedField:
         return self._out(self._at(self._rows(w))[4])
 
     def switching(self, w):
-        """The switching functions of linf-SAM (``F(W)``); empty for the other algorithms."""
-        if self.algorithm != "linf-sam":
+        """The switching functions of a discontinuous algorithm such as linf-SAM (``F(W)``);
+        empty for the continuous ones."""
+        if not self.discontinuous:
             return [] if self._mp else np.zeros(0)
         return self.normalised_gradient(w)
 
@@ -274,37 +362,91 @@ class GeneratedField:
     physical_mp = physical
 
     # --- Jacobians ------------------------------------------------------------------------------------
+    def _jacobian_parts(self, W, sigma):
+        """``(Wt rows, parts)``; ``parts`` is ``None`` when ``d wt / dW`` is the identity (no
+        perturbation, or linf-SAM with its signs held fixed), else a dict of
+        ``E`` (``d wt_l/d w_m`` local, ``(L, L, d)``; general path: ``d eps/d W`` full,
+        ``(L*d, L*d)``), ``Eg`` (``d wt/d g``: ``(L, d)``; general path ``(L*d, d)``; ``None``
+        when unused), ``globals`` (``[(d wt / d X as (L, d), dX/dW as (L, d))]``), ``P``, ``M``."""
+        L, d, k = self.depth, self.dim, self.kernels
+        Wt, eps, info = self._perturbed_rows(W, sigma)
+        if eps is None or (self.flat is None and k.perturbation_is_shift):
+            return Wt, None
+        if "g" not in info:  # linf-type with sigma given: the couplings were not needed for eps
+            z, log_S, q, g, F, _ = self._at(W)
+            info.update(z=z, log_S=log_S, q=q, g=g, F=F)
+        P = np.array(k.dbeta(*W))                            # d beta / d w_m at W, (L, d)
+        M = self._dg_dbeta(info["z"], info["q"])
+        if M is not None and M.dtype != object and self._mp:
+            M = M.astype(object)
+        dS = None
+        if "S" in info:
+            dS = info["S"] * self._dlogS_dbeta(info["z"], info["q"])[None, :] * P   # dS / dW[m, k]
+        if self.flat is not None:
+            parts = self.flat.jacobian(*self._flat_args(W, sigma, dict(info)))
+            n = L * d
+            E = np.array(parts[:n * n]).reshape(n, n)
+            Eg = np.array(parts[n * n:n * n + n * d]).reshape(n, d)
+            glob = [(np.array(parts[n * n + n * d:]).reshape(L, d), dS)] if self.flat.uses_speed else []
+            return Wt, {"E": E, "Eg": Eg, "globals": glob, "P": P, "M": M, "flat": True}
+        args = list(W)
+        if self.discontinuous:
+            args += list(info["sigma"])
+        if self._pert_uses_g:
+            args.append(info["g"])
+        args += info["globals"]
+        if self._pert_uses_S:
+            args.append(info["S"])
+        parts = k.jac_perturbed(*args, self.rho)
+        E = np.array(parts[:L * L]).reshape(L, L, d)        # d wt_l / d w_m (local)
+        at = L * L
+        Eg = None
+        if self._pert_uses_g:
+            Eg = np.array(parts[at:at + L])                  # d wt_l / d g
+            at += L
+        glob = []
+        for gs, X, jac_share, uses_S in zip(self._sums, info["globals"], self._jac_share_fns, self._share_uses_S):
+            Es = np.array(parts[at:at + L])                  # d wt_l / d X
+            at += L
+            jn = jac_share(*W, info["g"], *((info["S"],) if uses_S else ()))
+            dT = np.array(jn[:L])                            # d share_k / d w_m  -> d total / dW[m, k]
+            if M is not None:
+                dT = dT + (jn[L] @ M)[None, :] * P
+            if uses_S:
+                dT = dT + self._sum(jn[L + 1]) * dS
+            if gs.power == 2:
+                dX = dT / (2 * X)
+            elif gs.power == 1:
+                dX = dT
+            else:
+                dX = dT * (X ** (1 - gs.power) / gs.power)
+            glob.append((Es, dX))
+        if self._pert_uses_S:
+            glob.append((np.array(parts[at:at + L]), dS))
+        return Wt, {"E": E, "Eg": Eg, "globals": glob, "P": P, "M": M, "flat": False}
+
     def _perturbed_jacobian(self, W, sigma):
         """``(Wt rows, T)`` with ``T[l, j, m, k] = d wt[l, j] / d W[m, k]``; ``T`` is ``None``
         when it is the identity (no perturbation, or linf-SAM with its signs held fixed)."""
-        L, d, k = self.depth, self.dim, self.kernels
-        Wt, eps, info = self._perturbed_rows(W, sigma)
-        if eps is None or k.perturbation_is_shift:
+        L, d = self.depth, self.dim
+        Wt, parts = self._jacobian_parts(W, sigma)
+        if parts is None:
             return Wt, None
-        g = info["g"]
-        extra = (info["N"],) if "N" in info else (info["S"],)
-        parts = k.jac_perturbed(*W, g, *extra, self.rho)
-        E = np.array(parts[:L * L]).reshape(L, L, d)        # d wt_l / d w_m (local)
-        Eg = np.array(parts[L * L:L * L + L])                # d wt_l / d g
-        Es = np.array(parts[L * L + L:L * L + 2 * L])        # d wt_l / d N or d S
-        P = np.array(k.dbeta(*W))                            # d beta / d w_m at W, (L, d)
-        M = self._dg_dbeta(info["z"], info["q"])
-        T = self._zeros((L, d, L, d))
+        P, M, E, Eg = parts["P"], parts["M"], parts["E"], parts["Eg"]
         idx = np.arange(d)
-        T[:, idx, :, idx] = E.transpose(2, 0, 1)
-        if M is not None:
-            dg = M[:, None, :] * P[None, :, :]                   # dg_j / dW[m, k]
-            T += Eg[:, :, None, None] * dg[None]
-        if "N" in info:
-            N = info["N"]
-            jn = k.jac_norm_share(*W, g)
-            Cw, Cg = np.array(jn[:L]), jn[L]
-            dC = Cw if M is None else Cw + (Cg @ M)[None, :] * P
-            dN = dC / (2 * N)                                    # dN / dW[m, k]
+        if parts["flat"]:
+            T = (E + np.eye(L * d, dtype=E.dtype)).reshape(L, d, L, d)
         else:
-            dlogS = self._dlogS_dbeta(info["z"], info["q"])[None, :] * P
-            dN = info["S"] * dlogS                                # dS / dW[m, k]
-        T += Es[:, :, None, None] * dN[None, None, :, :]
+            T = self._zeros((L, d, L, d))
+            T[:, idx, :, idx] = E.transpose(2, 0, 1)
+        if M is not None and Eg is not None:
+            dg = M[:, None, :] * P[None, :, :]                   # dg_i / dW[m, k]
+            if parts["flat"]:
+                T += (Eg @ dg.reshape(d, L * d)).reshape(L, d, L, d)
+            else:
+                T += Eg[:, :, None, None] * dg[None]
+        for Es, dX in parts["globals"]:
+            T += Es[:, :, None, None] * dX[None, None, :, :]
         return Wt, T
 
     def _flow_jacobian(self, w, sigma):
@@ -344,31 +486,24 @@ class GeneratedField:
     def _perturbed_vjp(self, W, sigma):
         """``(Wt rows, vjp)``: ``vjp(V)`` is ``sum_{l,j} V[l, j] d wt[l, j] / dW`` for ``V`` of
         shape ``(L, d)`` -- the row-vector product without forming ``T`` (O(L^2 d + n d))."""
-        L, d, k = self.depth, self.dim, self.kernels
-        Wt, eps, info = self._perturbed_rows(W, sigma)
-        if eps is None or k.perturbation_is_shift:
+        L, d = self.depth, self.dim
+        Wt, parts = self._jacobian_parts(W, sigma)
+        if parts is None:
             return Wt, lambda V: V
-        g = info["g"]
-        extra = (info["N"],) if "N" in info else (info["S"],)
-        parts = k.jac_perturbed(*W, g, *extra, self.rho)
-        E = np.array(parts[:L * L]).reshape(L, L, d)
-        Eg = np.array(parts[L * L:L * L + L])
-        Es = np.array(parts[L * L + L:L * L + 2 * L])
-        P = np.array(k.dbeta(*W))
-        M = self._dg_dbeta(info["z"], info["q"])
-        if "N" in info:
-            jn = k.jac_norm_share(*W, g)
-            Cw, Cg = np.array(jn[:L]), jn[L]
-            dN = (Cw if M is None else Cw + (Cg @ M)[None, :] * P) / (2 * info["N"])
-        else:
-            dN = info["S"] * self._dlogS_dbeta(info["z"], info["q"])[None, :] * P
+        P, M, E, Eg = parts["P"], parts["M"], parts["E"], parts["Eg"]
 
         def vjp(V):
-            out = np.einsum("lj,lmj->mj", V, E)
-            if M is not None:
-                u = np.sum(V * Eg, axis=0)                  # sum_l V[l, j] d wt_l / d g_j
+            if parts["flat"]:
+                out = V + (V.reshape(L * d) @ E).reshape(L, d)
+                u = V.reshape(L * d) @ Eg
+            else:
+                out = np.einsum("lj,lmj->mj", V, E)
+                u = None if Eg is None else np.sum(V * Eg, axis=0)   # sum_l V[l, j] d wt_l / d g_j
+            if M is not None and u is not None:
                 out = out + (u @ M)[None, :] * P
-            return out + np.sum(V * Es) * dN
+            for Es, dX in parts["globals"]:
+                out = out + np.sum(V * Es) * dX
+            return out
         return Wt, vjp
 
     def rescaled_with_grad(self, w, sigma=None):

@@ -215,6 +215,8 @@ def _consistent_point(cf: CoordinateForm, w_vals, x0, rho, sigma_sub) -> dict:
     F = [-x0 * p for p in P]
     sub[NORM] = sp.sqrt(sp.Add(*[f**2 for f in F]))
     sub[SPEED] = _lam(cf.loss, x0 * cf.beta.xreplace(sub))
+    for gs in cf.global_sums:  # d = 1: each global sum is its one share
+        sub[gs.symbol] = (gs.const + gs.share.xreplace(sub)) ** sp.Rational(1, gs.power)
     for s, f in zip(cf.sigma, F):
         sub[s] = sp.sign(f)
     if sigma_sub:
@@ -233,7 +235,7 @@ def _witness(cf: CoordinateForm, D: sp.Expr, sigma_sub: dict | None, want_sign: 
         x0 = sp.Rational(rng.randint(1, 8), rng.randint(1, 4))
         rho = sp.Rational(rng.randint(1, 6), rng.randint(2, 8))
         sub = _consistent_point(cf, w_vals, x0, rho, sigma_sub)
-        if cf.algorithm == "l2-sam" and sub[NORM] == 0:
+        if any(gs.divides and sub[gs.symbol] == 0 for gs in cf.global_sums):
             continue
         # 50-digit floats from here on: exact arithmetic with sqrt/exp terms is needlessly slow
         fsub = {k: sp.Float(v.evalf(60), 50) for k, v in sub.items()}
@@ -255,12 +257,13 @@ def _loss_invariant(cf: CoordinateForm) -> Invariant:
     """``L(w)``: ``dL/dt = sum_j sum_l (S F^{(l)}_j) dw^{(l)}_j/dt``; the proof term is
     coordinate ``j``'s summand, so a sign-definite summand settles the sum."""
     # w~ stays symbolic (it stands for w + eps(w)); GD substitutes w~ = w below
-    flow = cf.rescaled if cf.algorithm != "gd" else cf.flow_in_w()
+    unperturbed = all(e == 0 for e in cf.perturbation)
+    flow = cf.rescaled if not unperturbed else cf.flow_in_w()
     term = sp.expand(SPEED * SPEED_T * sp.Add(*[f * r for f, r in zip(cf.F, flow)]))
     summed = ("dL/dt is the sum over j of the proof term",
               r"$d\mathcal{L}/dt$ is the sum over $j$ of this term")
     increase = None
-    if cf.algorithm == "gd":
+    if unperturbed:
         # GD evaluates at w itself: w~ = w, hence g~_j = g_j and S~ = S
         term = sp.factor(term.xreplace({cf.gt: cf.g, SPEED_T: SPEED}))
     else:
@@ -284,19 +287,23 @@ def _loss_invariant(cf: CoordinateForm) -> Invariant:
 def coordinate_invariants(depth: int, algorithm: str, loss: str) -> tuple:
     """The invariants of ``(depth, algorithm, loss)``, for a generic coordinate (cached)."""
     cf = coordinate_form(depth, algorithm, loss)
+    if cf.perturbation is None:  # general path: no generic coordinate to analyse
+        return ()
+    # linf-SAM's form eps = rho sigma (the shifted balances hold between switching events)
+    sign_shift = cf.perturbation == tuple(RHO * s for s in cf.sigma)
     w, out = cf.w, []
     for l in range(depth - 1):
         a, b = w[l], w[l + 1]
         pair = f"({l + 1},{l + 2})"
         out.append(_analyse(cf, f"layer balance {pair}", a**2 - b**2))
-        if algorithm == "linf-sam":
+        if sign_shift:
             sa, sb = cf.sigma[l], cf.sigma[l + 1]
             out.append(_analyse(cf, f"shifted layer balance {pair}", (a + RHO * sa)**2 - (b + RHO * sb)**2,
                                 base_tags=("sigma-fixed",),
                                 base_condition=("between switching events (σ constant)",
                                                 r"between switching events ($\sigma$ constant)")))
         if depth == 2:
-            if algorithm == "linf-sam":
+            if sign_shift:
                 out.append(_analyse(cf, f"layer difference {pair}", a - b, base_tags=("sigma-equal",),
                                     base_condition=("σ⁽¹⁾ⱼ = σ⁽²⁾ⱼ",
                                                     r"$\sigma^{(1)}_j = \sigma^{(2)}_j$"),

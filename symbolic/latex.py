@@ -21,9 +21,27 @@ from sympy.printing.latex import LatexPrinter
 
 from .notation import latex_name
 
-ALGORITHM_NAMES = {"gd": "GD", "l2-sam": "ℓ2-SAM", "linf-sam": "ℓ∞-SAM", "usam": "USAM"}
-ALGORITHM_LATEX = {"gd": "GD", "l2-sam": r"$\ell_2$-SAM", "linf-sam": r"$\ell_\infty$-SAM",
-                   "usam": "USAM"}
+
+
+def algorithm_title(name: str, latex: bool = False) -> str:
+    r"""The algorithm's display name, from its definition (``ℓ2-SAM``; LaTeX ``$\ell_2$-SAM``)."""
+    from .algorithms import get_algorithm
+    a = get_algorithm(name)
+    return a.title_latex if latex else a.title
+
+
+class _Titles:
+    """``ALGORITHM_NAMES[name]``, read from the definitions (kept for callers of the old dicts)."""
+
+    def __init__(self, latex: bool) -> None:
+        self._latex = latex
+
+    def __getitem__(self, name: str) -> str:
+        return algorithm_title(name, self._latex)
+
+
+ALGORITHM_NAMES = _Titles(False)
+ALGORITHM_LATEX = _Titles(True)
 LOSS_NAMES = {"exp": "exponential", "logistic": "logistic"}
 
 TAU_TEX = r"\tau"
@@ -58,30 +76,40 @@ def display_flow(system, expr):
 
 
 def display_perturbation(system, text: bool = False) -> str:
-    """The definition of ``eps(w)``, in words of the gradient."""
-    alg = system.algorithm
+    """The definition of ``eps(w)``, in words of the gradient (the algorithm's own formula, or
+    its generic-coordinate entries for a definition that states none)."""
+    a = system.definition
+    formula = a.formula if text else a.formula_latex
+    if formula is not None:
+        return formula
+    cf = system.coordinate
     if text:
-        return {"gd": "ε(w) = 0",
-                "l2-sam": "ε(w) = ρ ∇𝓛(w)/‖∇𝓛(w)‖₂ = ρ F(w)/N   (S cancels: ε does not depend on the loss)",
-                "linf-sam": "ε(w) = ρ sign(∇𝓛(w)) = ρ σ,  σ = sign(F(w))",
-                "usam": "ε(w) = ρ ∇𝓛(w) = ρ S F(w)"}[alg]
-    return {"gd": r"\varepsilon(w) &= 0",
-            "l2-sam": r"\varepsilon(w) &= \rho\,\frac{\nabla\mathcal{L}(w)}{\lVert\nabla\mathcal{L}(w)\rVert_2}"
-                      r" = \rho\,\frac{F(w)}{N}, \qquad N = \lVert F(w)\rVert_2",
-            "linf-sam": r"\varepsilon(w) &= \rho\,\operatorname{sign}\big(\nabla\mathcal{L}(w)\big)"
-                        r" = \rho\,\sigma, \qquad \sigma = \operatorname{sign}\big(F(w)\big)",
-            "usam": r"\varepsilon(w) &= \rho\,\nabla\mathcal{L}(w) = \rho\, S\, F(w)"}[alg]
+        head = f"ε(w) = perturbation of {a.name!r} (user-defined)"
+        if cf.perturbation is None:
+            return head + ", coupling coordinates beyond global sums (--latex prints every entry)"
+        sup = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+        return head + ":  " + ",  ".join(f"ε⁽{str(l + 1).translate(sup)}⁾ⱼ = {_text(display_flow(system, e))}"
+                                         for l, e in enumerate(cf.perturbation))
+    head = rf"\varepsilon(w) &= \text{{perturbation of }} {a.title_latex} \text{{ (user-defined)}}"
+    if cf.perturbation is None:
+        return head
+    return head + ", \\quad " + ", \\ ".join(
+        rf"\varepsilon^{{({l + 1})}}_j = {latex_expr(display_flow(system, e))}" for l, e in enumerate(cf.perturbation))
+
+
+def _text(expr) -> str:
+    from .text import text_expr
+    return text_expr(expr)
 
 
 def _norm_as_symbol(system, expr):
-    """Write l2-SAM's norm subtree as ``N`` (both ``N`` and ``1/N`` occur)."""
-    if system.algorithm != "l2-sam":
-        return expr
-    from .notation import NORM
-    norm = system.norm
-    if not (isinstance(norm, sp.Pow) and norm.exp == sp.S.Half):
-        return expr  # constant norm (depth 1 with numeric data): already a number
-    return expr.xreplace({norm.base: NORM**2})
+    """Write each global sum of the perturbation as its symbol (l2-SAM's norm subtree as ``N``,
+    both ``N`` and ``1/N`` occur)."""
+    sub = {}
+    for sym, power, total in system.global_exprs:
+        if isinstance(total, sp.Add):  # a constant (depth 1 with numeric data) is already a number
+            sub[total] = sym**power
+    return expr.xreplace(sub) if sub else expr
 
 
 def _section(title: str, jupyter: bool) -> str:
@@ -127,8 +155,12 @@ def system_latex(system, jupyter: bool = False) -> str:
        rf", \qquad \ell'(z) = {latex_expr(s.loss_derivative)}", num=False)
     sec(r"Perturbation and perturbed point $\tilde w = w + \varepsilon(w)$")
     rows.append(display_perturbation(s) + r" \\")
-    for l, e in enumerate(cf.perturbed_point):
+    for l, e in enumerate(cf.perturbed_point or ()):
         eq(latex_name(cf.wt[l]), latex_expr(display_flow(s, e)))
+    for gs in cf.global_sums:
+        total = latex_expr(gs.const) + " + " if gs.const != 0 else ""
+        eq(latex_name(gs.symbol) + (f"^{gs.power}" if gs.power != 1 else ""),
+           rf"{total}\sum_{{j=1}}^{{{d}}} {latex_expr(display_flow(s, gs.share))}", num=False)
     sec(r"Flow $dw/dt = -\nabla\mathcal{L}(\tilde w)$")
     for l, p in enumerate(cf.P):
         pt = latex_expr(p.xreplace(dict(zip(cf.w, cf.wt))))

@@ -32,7 +32,9 @@ from .notation import NORM, RHO, SPEED, Z, coordinate_variable
 from .text import text_expr
 
 
-_LATEX_NAMES = {"gd": "GD", "l2-sam": r"$\ell_2$-SAM", "linf-sam": r"$\ell_\infty$-SAM", "usam": "USAM"}
+def _title(name: str, latex: bool = False) -> str:
+    from .latex import algorithm_title
+    return algorithm_title(name, latex)
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,11 @@ def _pq(system) -> Reduction:
         red = {x: xs[k], u: U[k], v: V[k]}
         ok &= _zero(full[0][k].xreplace(esub) - du.xreplace(red))
         ok &= _zero(full[1][k].xreplace(esub) - dv.xreplace(red))
-    name = "ℓ∞-SAM" if system.algorithm == "linf-sam" else "GD"
+    name = _title(system.algorithm)
     return Reduction(
         name="pq", title=f"{name}, L = 2, one example: p = u + v, q = u − v",
         assumptions="n = 1, y = +1, x_j > 0, u_j, v_j > 0 (positive orthant); u = w⁽¹⁾, v = w⁽²⁾",
-        title_latex=rf"{_LATEX_NAMES[system.algorithm]}, $L = 2$, one example: $p = u + v$, $q = u - v$",
+        title_latex=rf"{_title(system.algorithm, True)}, $L = 2$, one example: $p = u + v$, $q = u - v$",
         assumptions_latex=r"$n = 1$, $y = +1$, $x_j > 0$, $u_j, v_j > 0$ (positive orthant); "
                           r"$u = w^{(1)}$, $v = w^{(2)}$",
         variables=((p, cf.w[0] + cf.w[1]), (q, cf.w[0] - cf.w[1])),
@@ -171,14 +173,17 @@ def _balanced(system) -> Reduction:
     d_sym = sp.Symbol("d", integer=True, positive=True)
     # display-only: the k-th coordinate's data and weight inside a sum over coordinates
     x_k, a_k = sp.Symbol("x_k", positive=True), sp.Symbol("a_k", positive=True)
-    if alg == "l2-sam":
-        # compare with N as a symbol (the same subtree in every entry), and check N's value once
-        # (sum of squares)^(+-1/2) both occur: replace the sum itself by N^2 (N > 0)
-        atoms = {system.norm.args[0]: NORM**2}
-        aux = ((NORM, sp.sqrt(L * sp.Sum(x_k**2 * a_k**(2 * L - 2), (k_sym, 1, d_sym)))),)
-        N2 = L * sp.Add(*[xs[k]**2 * As[k]**(2 * L - 2) for k in range(d)])
-        defs_ok = _zero((system.norm**2).xreplace(esub) - N2)
-    elif alg == "usam":
+    for (sym, power, total), gs in zip(system.global_exprs, cf.global_sums):
+        # compare with each global sum as its symbol (the same subtree in every entry), and
+        # check its value once: e.g. l2-SAM's (sum of squares)^(+-1/2) -> N^2 (N > 0)
+        atoms[total] = sym**power
+        share = sp.factor(gs.share.xreplace({cf.g: -x, **{wl: a for wl in cf.w}}))
+        coeff, rest = share.as_coeff_Mul()
+        value = coeff * sp.Sum(rest.xreplace({x: x_k, a: a_k}), (k_sym, 1, d_sym)) + gs.const
+        aux += ((sym, value ** sp.Rational(1, power)),)
+        explicit = sp.Add(*[share.xreplace({x: xs[k], a: As[k]}) for k in range(d)]) + gs.const
+        defs_ok = defs_ok and _zero(total.xreplace(esub) - explicit)
+    if SPEED in cf.globals:
         # USAM's explicit perturbation is rho grad L = -rho |l'(z_1)| y x_j P: S is |l'(z_1)|
         lam = -loss_derivative(system.loss, Z)
         e_atom = sp.exp(-system.margins[0])
@@ -189,10 +194,10 @@ def _balanced(system) -> Reduction:
         candidates = [{e_atom: SPEED * T, 1 + e_atom: T}]
         E = sp.Dummy("E", positive=True)
         candidates += [{e_atom: sol} for sol in sp.solve(sp.Eq(lam_z.xreplace({e_atom: E}), SPEED), E)]
-        atoms = next((c for c in candidates if lam_z.xreplace(c) == SPEED), candidates[-1])
+        atoms.update(next((c for c in candidates if lam_z.xreplace(c) == SPEED), candidates[-1]))
         z1 = sp.Symbol("z_1", real=True)
-        aux = ((SPEED, lam.xreplace({Z: z1})), (z1, sp.Sum(x_k * a_k**L, (k_sym, 1, d_sym))))
-        defs_ok = _zero(system.margin_exprs[0].xreplace(esub) - sp.Add(*[xs[k] * As[k]**L for k in range(d)]))
+        aux += ((SPEED, lam.xreplace({Z: z1})), (z1, sp.Sum(x_k * a_k**L, (k_sym, 1, d_sym))))
+        defs_ok = defs_ok and _zero(system.margin_exprs[0].xreplace(esub) - sp.Add(*[xs[k] * As[k]**L for k in range(d)]))
     full = _explicit_rescaled_in_w(system)
     coords = _coords(d)
     ok = defs_ok
@@ -210,11 +215,10 @@ def _balanced(system) -> Reduction:
     elif alg == "l2-sam" and L == 2:
         claimed = (x * a * (1 - RHO * x / NORM),)
     matches = None if claimed is None else _zero(da - claimed[0])
-    names = {"gd": "GD", "l2-sam": "ℓ2-SAM", "linf-sam": "ℓ∞-SAM", "usam": "USAM"}
     return Reduction(
-        name="balanced", title=f"{names[alg]}, one example, balanced layers w⁽ˡ⁾ⱼ = aⱼ",
+        name="balanced", title=f"{_title(alg)}, one example, balanced layers w⁽ˡ⁾ⱼ = aⱼ",
         assumptions="n = 1, y = +1, x_j > 0, a_j > 0, every layer equal",
-        title_latex=rf"{_LATEX_NAMES[alg]}, one example, balanced layers $w^{{(l)}}_j = a_j$",
+        title_latex=rf"{_title(alg, True)}, one example, balanced layers $w^{{(l)}}_j = a_j$",
         assumptions_latex=r"$n = 1$, $y = +1$, $x_j > 0$, $a_j > 0$, every layer equal",
         variables=((a, cf.w[0]),), equations=((a, da),), auxiliary=aux, claimed=claimed,
         matches_claim=matches, matches_flow=bool(ok), manifold_invariant=bool(invariant),
@@ -229,6 +233,8 @@ def symbolic_reductions(depth: int, dim: int, algorithm: str, loss: str) -> tupl
     if depth < 2:
         return ()
     system = symbolic_flow(depth, dim, 1, algorithm, loss)
+    if system.coordinate.perturbation is None:  # general path: no generic coordinate to reduce
+        return ()
     out = []
     if depth == 2 and algorithm in ("gd", "linf-sam"):
         out.append(_pq(system))

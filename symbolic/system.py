@@ -25,7 +25,7 @@ from typing import Any
 import sympy as sp
 
 from .coordinate import CoordinateForm
-from .notation import RHO, Z
+from .notation import NORM, RHO, Z
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +79,8 @@ class FlowSystem:
     time_change: sp.Expr
     coordinate: CoordinateForm
     symbolic_data: bool = True
+    #: ``(symbol, power, explicit sum)``: each global scalar of the perturbation (``symbol**power = sum``)
+    global_exprs: tuple = ()
     rho_value: float | None = None
     problem: Any = field(default=None, repr=False)
 
@@ -95,10 +97,17 @@ class FlowSystem:
 
     @property
     def norm(self) -> sp.Expr | None:
-        """l2-SAM's ``N = ||F(w)||_2`` as an expression (``None`` for other algorithms)."""
-        if self.algorithm != "l2-sam":
-            return None
-        return sp.sqrt(sp.Add(*[f**2 for row in self.normalised_gradient for f in row]))
+        """The perturbation's norm ``N`` as an expression (l2-SAM: ``||F(w)||_2``; ASAM:
+        ``||T F(w)||_2``; ``None`` when it has none)."""
+        for sym, power, expr in self.global_exprs:
+            if sym == NORM and power == 2:
+                return sp.sqrt(expr)
+        return None
+
+    @property
+    def definition(self):
+        """The :class:`~sambias.symbolic.algorithms.Algorithm` this system was derived for."""
+        return self.coordinate.definition
 
     def explicit_perturbed_margins(self) -> tuple:
         """``z~_i`` as expressions in ``w~``."""
@@ -197,8 +206,11 @@ class FlowSystem:
         z_vals = [ev(z, wsub) for z in self.margin_exprs]
         qsub, _ = softmax(z_vals, False)
         zsub = dict(zip(self.margins, z_vals))
-        if self.algorithm == "linf-sam" and sigma is not None:
-            eps = [num(r) * num(s) for s in sigma]
+        if self.coordinate.discontinuous and sigma is not None:
+            # sigma stands for sign(F): the switching values replace the signs of the gradient
+            F = [f for row in self.normalised_gradient for f in row]
+            signs = {sp.sign(f): num(s) for f, s in zip(F, sigma)}
+            eps = [ev(e.xreplace(signs), {**wsub, **qsub, **zsub}) for row in self.perturbation for e in row]
         else:
             eps = [ev(e, {**wsub, **qsub, **zsub}) for row in self.perturbation for e in row]
         wt = [a + b for a, b in zip(flat, eps)]

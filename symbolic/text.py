@@ -104,11 +104,12 @@ def system_text(system) -> str:
     out.append("")
     out.append("Perturbation ε(w) and perturbed point w̃ = w + ε")
     out.append("  " + display_perturbation(s, text=True))
-    for l, e in enumerate(cf.perturbed_point):
+    for l, e in enumerate(cf.perturbed_point or ()):
         out.append(f"  {text_name(cf.wt[l])} = {text_expr(display_flow(s, e))}")
-    if s.algorithm == "l2-sam":
-        out.append("  N = ‖F(w)‖₂ = (Σ_j Σ_l (F⁽ˡ⁾ⱼ)²)^½")
-    if s.algorithm == "linf-sam":
+    for gs in cf.global_sums:
+        total = (text_expr(gs.const) + " + " if gs.const != 0 else "") + f"Σ_j {text_expr(display_flow(s, gs.share))}"
+        out.append(f"  {text_name(gs.symbol)} = " + (f"({total})^(1/{gs.power})" if gs.power != 1 else total))
+    if s.coordinate.discontinuous:
         out.append("  σ⁽ˡ⁾ⱼ = sign(F⁽ˡ⁾ⱼ(w))  (switching functions; Filippov sliding where F = 0)")
     out.append("")
     out.append("Flow  dw/dt = −∇𝓛(w̃)")

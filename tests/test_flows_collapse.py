@@ -70,7 +70,7 @@ def test_depth_one_never_collapses():
 
 def test_the_perturbation_is_never_evaluated_at_zero():
     # the l2-SAM field raises exactly at F = 0; a collapsing run must end before that
-    from sambias.flows import NumpyField
+    from tests.oracles.field import NumpyField
 
     p = l2(0.01)
     calls = {"n": 0}

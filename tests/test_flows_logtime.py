@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sambias import Init, Problem
-from sambias.flows import NumpyField, simulate
+from sambias.flows import simulate
+from tests.oracles.field import NumpyField
 from sambias.flows.logtime import LogTimeSystem, ln1p_of_horizon, log10_t_from_s, tau_from_r
 from sambias.horizon import parse_horizon
 

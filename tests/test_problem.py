@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from decimal import Decimal
 
 import numpy as np
@@ -178,3 +179,166 @@ def test_example_prefix(capsys):
     assert load_problem("example:gd-depth2").name == "gd-depth2"
     assert main(["simulate", "example:no-such", "--horizon", "1"]) == 2
     assert "no built-in example 'no-such'" in capsys.readouterr().err
+
+
+# --- issue 10, item 4: hostile input stays one line, refused before heavy work -----------
+GD1 = 'depth = 1\nalgorithm = "gd"\n[init]\nscale = 0.1\n'
+
+
+def _timed_reject(tmp_path, capsys, text, *needles, name="p.toml", bound=10.0):
+    """`_reject`, and it must not hang: a refusal comes well inside `bound` seconds."""
+    start = time.perf_counter()
+    line = _reject(tmp_path, capsys, text, *needles, name=name)
+    assert time.perf_counter() - start < bound, line
+    return line
+
+
+@pytest.mark.parametrize("name, text", [
+    ("p.json", '{"depth": 2, "algorithm": "gd", "X": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    ("p.toml", 'depth = 2\nalgorithm = "gd"\nX = ' + "[" * 100_000 + "]" * 100_000 + "\n"),
+    ("p.toml", "a = " + "{b = " * 5000 + "1" + "}" * 5000 + "\n"),
+])
+def test_deeply_nested_file_is_one_line(tmp_path, capsys, name, text):
+    _timed_reject(tmp_path, capsys, text, "nested too deeply", name=name)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("p.json", '{"depth": 1, "algorithm": "gd", "X": [[' + "9" * 5000 + ']], "y": [1], "init": {"scale": 0}}'),
+    ("p.toml", GD1 + "X = [[" + "9" * 5000 + "]]\ny = [1]\n"),
+    ("p.json", '{"depth": 1, "algorithm": "gd", "X": [[1e99999999999999999999999]], "y": [1], "init": {"scale": 0}}'),
+])
+def test_numbers_the_parser_cannot_hold_are_one_line(tmp_path, capsys, name, text):
+    _timed_reject(tmp_path, capsys, text, "number", name=name)
+
+
+def test_npz_that_is_not_an_archive(tmp_path, capsys):
+    (tmp_path / "text.npz").write_text("hello")
+    np.save(tmp_path / "plain.npy", np.ones(3))
+    (tmp_path / "plain.npy").rename(tmp_path / "npy.npz")  # np.load would happily read it
+    for target, needles in [("/dev/null", ("not a regular file",)), (str(tmp_path), ("is a directory",)),
+                            ("text.npz", ("not an .npz archive",)), ("npy.npz", ("not an .npz archive",)),
+                            ("missing.npz", ("no such file",))]:
+        _timed_reject(tmp_path, capsys, f'data = "{target}"\n' + GD1, "data", *needles)
+
+
+def test_npz_too_large_is_refused_from_its_header(tmp_path, capsys):
+    # 10^6 + 1 zeros compress to ~1 KiB: the refusal must come from the declared shape.
+    np.savez_compressed(tmp_path / "big.npz", X=np.zeros((1, 1_000_001)), y=np.ones(1))
+    _timed_reject(tmp_path, capsys, 'data = "big.npz"\n' + GD1, "data: X", "1000001", "limit of 1000000")
+
+
+def test_problem_file_that_is_not_a_regular_file(tmp_path, capsys):
+    for target, needle in [(tmp_path, "is a directory"), ("/dev/zero", "not a regular file")]:
+        assert main(["derive", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0]
+
+
+@pytest.mark.parametrize("text, needles", [
+    (GOOD.replace("depth = 2", "depth = 12345678901234567890123"), ("depth", "~1.2e22", "limit of 1000")),
+    (GOOD.replace("depth = 2", "depth = 1001").replace("scale = 0.1", "scale = 1.0"), ("depth", "limit of 1000")),
+    (GOOD.replace("X = [[3.0, 2.0, 1.0]]", "X = [[1.0, 0.5, 0.25, 0.125]]"), ()),  # control: accepted below
+    (GOOD.replace("rho = 0.05", "rho = 1e308"), ("init and rho", "1e616", "limit of 1e150")),
+    (GOOD.replace("scale = 0.1", "scale = 1e300"), ("init", "1e600", "limit of 1e150")),
+])
+def test_limits_are_stated(tmp_path, capsys, text, needles):
+    if not needles:
+        assert main(["simulate", str(_write(tmp_path, text)), "--horizon", "1e-3"]) == 0
+        capsys.readouterr()
+        return
+    _timed_reject(tmp_path, capsys, text, *needles)
+
+
+def test_size_limits_before_conversion(tmp_path, capsys):
+    wide = {"depth": 2, "algorithm": "gd", "X": [[1.0] * 1_000_000], "y": [1], "init": {"scale": 0.1}}
+    _timed_reject(tmp_path, capsys, json.dumps(wide), "depth * d = 2 * 1000000", "limit of 2048", name="p.json")
+    with pytest.raises(ProblemError, match=r"X: 1000002 numbers is above the limit of 1000000 \(n\*d\)"):
+        Problem(depth=1, algorithm="gd", X=np.ones((500_001, 2)), y=np.ones(500_001), init=Init(scale=0.1))
+    with pytest.raises(ProblemError, match="limit of 2048"):
+        Problem(depth=2, algorithm="gd", X=np.ones((1, 1025)), y=[1], init=Init(scale=0.1))
+    # the largest allowed width still loads
+    assert Problem(depth=2, algorithm="gd", X=np.ones((1, 1024)), y=[1], init=Init(scale=0.1)).dim == 1024
+
+
+def test_start_scale_limit_boundary():
+    ok = Problem(depth=2, algorithm="l2-sam", rho=0.0, X=[[1.0]], y=[1], init=Init(scale=1e74))
+    assert ok.init.scale == 1e74  # (1e74)^2 = 1e148 < 1e150
+    with pytest.raises(ProblemError, match="1e152"):
+        Problem(depth=2, algorithm="l2-sam", rho=1e76, X=[[1.0]], y=[1], init=Init(scale=0.0))
+    # GD never perturbs: its rho does not count
+    assert Problem(depth=2, algorithm="gd", rho=1e300, X=[[1.0]], y=[1], init=Init(scale=1.0)).rho == 1e300
+
+
+def test_many_rows_load_quickly(tmp_path):
+    np.savez(tmp_path / "rows.npz", X=np.tile([1.0, 0.5], (200_000, 1)), y=np.ones(200_000))
+    start = time.perf_counter()
+    p = load_problem(_write(tmp_path, 'data = "rows.npz"\n' + GD1))
+    assert p.n == 200_000 and time.perf_counter() - start < 20.0
+
+
+@pytest.mark.parametrize("text", [
+    '{"depth": 2, "depth": 3, "algorithm": "gd", "X": [[1.0]], "y": [1], "init": {"scale": 0.1}}',
+    '{"depth": 2, "algorithm": "gd", "X": [[1.0]], "y": [1], "init": {"scale": 0.1, "scale": 0.2}}',
+])
+def test_json_duplicate_keys(tmp_path, capsys, text):
+    _reject(tmp_path, capsys, text, "duplicate key", name="p.json")
+    assert json.loads(text)  # control: plain json would have taken the last value silently
+
+
+def test_toml_duplicate_keys_stay_refused(tmp_path, capsys):
+    _reject(tmp_path, capsys, GOOD + "scale = 0.2\n", "not valid TOML")
+
+
+# --- issue 10, item 5: the separability LP is scale-aware --------------------------------
+@pytest.mark.parametrize("X, y", [
+    ([[1e300, 1.0]], [1]),
+    ([[1e300, 1.0], [1e300, -1.0]], [1, 1]),
+    ([[1.0, 1e-20], [-1.0, 1e-20]], [1, 1]),      # only beta_2 >= 1e20 separates
+    ([[1e-300, 0.0], [0.0, 1e-300]], [1, -1]),
+    ([[1e200, 1e-200], [-1e200, 1e-200]], [1, 1]),
+])
+def test_separable_at_any_scale(X, y):
+    assert is_linearly_separable(np.array(X), np.array(y))
+    Problem(depth=1, algorithm="gd", X=X, y=y, init=Init(scale=0.1))
+
+
+@pytest.mark.parametrize("X, y", [
+    ([[1e300, 1.0], [1e300, 1.0]], [1, -1]),
+    ([[1e-300, 1e-300], [-1e-300, -1e-300], [1e-300, -1e-300], [-1e-300, 1e-300]], [1, 1, -1, -1]),
+    ([[1e300, 1e-300], [-1e300, 1e-300], [0.0, -1e-300]], [1, 1, 1]),
+    ([[0.0, 0.0], [1.0, 1.0]], [1, 1]),
+])
+def test_non_separable_stays_refused_at_any_scale(X, y):
+    assert not is_linearly_separable(np.array(X), np.array(y))
+    with pytest.raises(ProblemError, match="not linearly separable"):
+        Problem(depth=1, algorithm="gd", X=X, y=y, init=Init(scale=0.1))
+
+
+def test_unscaled_lp_misjudges_the_wide_example():
+    """Negative control: the LP without equilibration calls [[1e300, 1]] non-separable, so
+    the scale-aware test above does test the equilibration."""
+    from scipy.optimize import linprog
+
+    res = linprog(np.zeros(2), A_ub=-np.array([[1e300, 1.0]]), b_ub=[-1.0], bounds=[(None, None)] * 2,
+                  method="highs")
+    assert res.status != 0
+
+
+def test_oversized_problem_file_is_refused_unread(tmp_path, capsys):
+    path = tmp_path / "huge.toml"
+    with open(path, "wb") as f:
+        f.truncate(64 * 2**20 + 1)  # sparse: costs no disk, and must not be read
+    assert main(["derive", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "above the limit of 67108864" in err[0]
+
+
+@pytest.mark.slow
+def test_many_rows_simulate_ends_with_a_status(tmp_path, capsys):
+    """2x10^5 rows (issue 10 found a > 20 s hang): a short run ends, with a status."""
+    np.savez(tmp_path / "rows.npz", X=np.tile([1.0, 0.5], (200_000, 1)), y=np.ones(200_000))
+    path = _write(tmp_path, 'data = "rows.npz"\n' + GD1)
+    start = time.perf_counter()
+    assert main(["simulate", str(path), "--horizon", "1"]) in (0, 1)
+    assert time.perf_counter() - start < 60.0
+    assert "status" in capsys.readouterr().out

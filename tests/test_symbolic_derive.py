@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import mpmath
 import numpy as np
 import pytest
 import sympy as sp
 
 from sambias import Init, Problem
-from sambias.flows import NumpyField
+try:  # the hand-written field lives on as an independent oracle in tests/ (issue 9)
+    from tests.oracles.field import NumpyField
+except ImportError:
+    from sambias.flows import NumpyField
 from sambias.symbolic import check_gradient, derive, derive_flow
 from sambias.symbolic.cache import symbolic_flow
 from sambias.symbolic.derive import to_number, with_data
@@ -148,11 +149,13 @@ def test_derive_of_a_problem_keeps_rho_and_problem():
     assert s.key == (2, 2, 1, "l2-sam", "exp")
 
 
-def test_large_problem_derivation_is_fast():
+def test_large_problem_derivation_works():
+    # its wall time is tracked in benchmarks/bench_symbolic.py (derive_s), not asserted here:
+    # a timed unit test fails on a loaded machine without any regression
     symbolic_flow.cache_clear()
-    start = time.perf_counter()
-    derive_flow(8, 16, 8, "l2-sam", "logistic", data=(np.ones((8, 16)), np.ones(8)))
-    assert time.perf_counter() - start < 5.0
+    s = derive_flow(8, 16, 8, "l2-sam", "logistic", data=(np.ones((8, 16)), np.ones(8)))
+    assert len(s.perturbation) == 8 and len(s.perturbation[0]) == 16 and s.norm is not None
+    assert not s.perturbation[7][15].free_symbols - set(s.state) - {s.rho} - set(s.softmax_weights)
 
 
 def test_evaluate_agrees_with_mpmath_field_at_high_precision():

@@ -9,7 +9,10 @@ import pytest
 import sympy as sp
 
 from sambias import Init, Problem
-from sambias.flows import NumpyField
+try:  # the hand-written field lives on as an independent oracle in tests/ (issue 9)
+    from tests.oracles.field import NumpyField
+except ImportError:
+    from sambias.flows import NumpyField
 from sambias.symbolic import derive
 from sambias.symbolic.coordinate import coordinate_form
 from sambias.symbolic.invariants import coordinate_invariants

@@ -314,3 +314,117 @@ def test_init_rule_over_a_grid_of_inits():
     assert [row["observed"] for row in v.evidence["table"]] == ["0 (collapse)", "e_2", "e_0", "e_0"]
     wrong = check_init_rule(problems, rule=lambda p: Limit.basis(0, 3), horizon="1e1000")
     assert wrong.fails and wrong.evidence["agree"] == 2
+
+
+# --- independent oracles for the parts a mutation could switch off ---------------------------------
+def _bumps(t, spec, d=4):
+    """|beta| rows: coordinate j is a bump of height h centred at c (``spec[j] = (c, h)``),
+    or the major's sigmoid rising to the end (``c = inf``)."""
+    out = np.zeros((len(t), d))
+    for j, (c, h) in enumerate(spec):
+        out[:, j] = h * np.exp(-((t - c) ** 2)) if np.isfinite(c) else 1.0 / (1 + np.exp(-(t - 8)))
+    return out + 1e-9
+
+
+def test_amplification_part_d_share_peaks_out_of_order():
+    """Leaders 3 -> 2 -> 0 (minor to major), but the share of coordinate 1 (rank 2), which
+    never leads, peaks before that of coordinate 2 (rank 1): only part (d) sees it."""
+    t = np.linspace(0, 12, 600)
+    tr = amp_traj(_bumps(t, [(np.inf, 1), (3.0, 0.05), (4.0, 1), (2.0, 1)]), t)
+    prof = amplification_profile(tr)
+    assert [l.index for l in prof.leaders] == [3, 2, 0]
+    assert [j for j, *_ in prof.share_peaks] == [3, 1, 2]
+    v = check_amplification(tr, Amplification(first_leader=3))
+    assert v.fails and v.reason.startswith("(d)"), v.reason
+    # in order (coordinate 1 peaks after 2): holds -- the same test passes a correct path
+    ok = amp_traj(_bumps(t, [(np.inf, 1), (5.0, 0.05), (4.0, 1), (2.0, 1)]), t)
+    assert check_amplification(ok, Amplification(first_leader=3)).holds
+
+
+def _sweep_runs(first_leaders, scales=(0.2, 0.3, 1.0)):
+    """One synthetic l2-SAM run per init scale (THEORY.md's x, rho 0.5) whose first leader
+    is prescribed; the major takes over at the end of each."""
+    from sambias.verify.checks import check_first_leaders  # noqa: F401  (imported where used)
+
+    t = np.linspace(0, 12, 400)
+    runs = []
+    for a, k in zip(scales, first_leaders):
+        spec = [(np.inf, 1.0)] + [(20.0, 1e-3)] * 3
+        if k != 0:
+            spec[k] = (2.0, 1.0)
+        p = Problem(depth=2, algorithm="l2-sam", rho=0.5, X=[[3.0, 2.0, 1.0, 0.5]], y=[1], init=Init(scale=a))
+        beta = _bumps(t, spec) * np.exp(np.linspace(0, 30, len(t)))[:, None]
+        if k == 0:
+            beta[:, 0] = np.exp(np.linspace(0, 30, len(t)))     # the major leads throughout
+        runs.append(traj(beta, t, problem=p))
+    return runs
+
+
+def test_first_leaders_parts_i_ii_iii():
+    from sambias.verify.checks import FirstLeaders, check_first_leaders
+
+    # the formula argmax |x_j|(1 - rho|x_j|/N0): 2, 1, 0 at scales 0.2, 0.3, 1.0
+    assert [predict_first_leader(r.problem) for r in _sweep_runs((2, 1, 0))] == [2, 1, 0]
+    assert check_first_leaders(_sweep_runs((2, 1, 0))).holds
+    # (i): a run whose first leader is not the formula's
+    v = check_first_leaders(_sweep_runs((2, 3, 0)))
+    assert v.fails and v.reason.startswith("(i)"), v.reason
+    # (ii): leaders as predicted run by run (so (i) passes) but the rank goes 1 -> 0 -> 3
+    v = check_first_leaders(_sweep_runs((2, 3, 0)), leaders=(2, 3, 0))
+    assert v.fails and v.reason.startswith("(ii)"), v.reason
+    # (iii): monotone, but the largest scale does not start with the major
+    v = check_first_leaders(_sweep_runs((3, 2, 1)), leaders=(3, 2, 1))
+    assert v.fails and v.reason.startswith("(iii)"), v.reason
+    assert FirstLeaders("minor-to-major", (2, 1, 0)).to_dict()["leaders"] == [2, 1, 0]
+    with pytest.raises(ValueError):
+        check_first_leaders(_sweep_runs((2, 1, 0)), leaders=(2, 1))
+
+
+def test_sensitivity_subset_test_alone_rejects():
+    """L = 3 ends off the dominant coordinate more often (2 > 1), but on an init where
+    L = 2 already does, L = 3 does not: only the subset test rejects "deeper is more
+    sensitive" here."""
+    import importlib
+
+    cat = importlib.import_module("sambias.verify.catalogue")
+    x = [3.0, 2.0, 1.0]
+
+    def end(depth, k):
+        p = Problem(depth=depth, algorithm="linf-sam", rho=0.5, X=[x], y=[1], init=Init(scale=0.6))
+        beta = np.tile(np.eye(3)[k] + 0.01, (10, 1)) * np.linspace(1, 10, 10)[:, None]
+        return traj(beta, np.linspace(1, 10, 10), problem=p)
+
+    trajs = [end(2, 1), end(2, 0), end(2, 0), end(3, 0), end(3, 2), end(3, 1)]
+    v = cat._check_sensitivity(trajs, "deeper-more-sensitive")
+    assert v.fails and "at L = 2 but not at L = 3" in v.reason
+    ok = [end(2, 1), end(2, 0), end(2, 0), end(3, 1), end(3, 2), end(3, 0)]
+    assert cat._check_sensitivity(ok, "deeper-more-sensitive").holds
+    assert cat._check_sensitivity(ok, "equally-sensitive").fails
+
+
+def test_fates_rule_and_check_on_synthetic_paths():
+    from sambias.verify.checks import Fates, check_fates, predict_linf_fates
+
+    def prob(L, alpha):
+        return Problem(depth=L, algorithm="linf-sam", rho=0.5, X=[[3.0, 2.0, 1.0]], y=[1],
+                       init=Init(layers=[list(alpha)] * L))
+
+    assert predict_linf_fates(prob(2, (0.3, 0.5, 0.45))).beta == (0.0, 0.25, 0.0)
+    assert predict_linf_fates(prob(3, (0.3, 0.5, 0.45))).beta == (0.125, 0.125, 0.125)
+    assert predict_linf_fates(prob(4, (0.3, 0.5, 0.45))).beta == (0.0, 0.0625, 0.0)
+    with pytest.raises(ValueError, match="blows up"):
+        predict_linf_fates(prob(3, (0.3, 0.7, 0.45)))
+
+    p = prob(2, (0.3, 0.5, 0.45))
+    lt = np.linspace(0.0, 100.0, 200)
+    approach = np.exp(-np.linspace(0, 40, 200))[:, None]      # converges within the first quarter
+    target = np.array([0.0, 0.25, 0.0])
+    tr = traj(target + approach * np.array([0.05, 0.02, 0.05]), lt, problem=p)
+    assert check_fates(tr, Fates(tuple(target))).holds
+    # settled elsewhere: beta_0 ends at 0.01 (40 x tol) and stopped moving long ago
+    v = check_fates(tr, Fates((0.01, 0.25, 0.0)))
+    assert v.fails and v.evidence["decided_by"] == "settled value"
+    # still moving at the horizon: inconclusive, not fails
+    slow = traj(target + np.linspace(0.05, 0.001, 200)[:, None] * np.array([1.0, 0.0, 0.0]), lt, problem=p)
+    v = check_fates(slow, Fates(tuple(target)))
+    assert v.inconclusive and v.evidence["decided_by"] == "horizon (not converged)"

@@ -64,9 +64,7 @@ def test_claims_are_order_agnostic():
     assert len(majors) >= 3
 
 
-@pytest.fixture(scope="module")
-def quick_results():
-    return run_claims(quick=True, simulate=simulator())
+# quick_results: the quick catalogue, run once per session (tests/conftest.py)
 
 
 def test_quick_catalogue_holds_and_rejects_every_control(quick_results):

@@ -127,9 +127,9 @@ def test_assert_claim_raises_with_counterexample_and_passes_true_claims():
 
 
 @pytest.mark.parametrize("module", ["verdict", "references", "checks", "claims", "catalogue", "command", "shrink",
-                                    "__init__"])
+                                    "power", "__init__"])
 def test_docstring_examples(module):
-    if module in ("claims", "command", "shrink", "__init__") and not hasattr(sambias.flows, "simulate"):
+    if module in ("claims", "command", "shrink", "power", "__init__") and not hasattr(sambias.flows, "simulate"):
         pytest.skip("needs sambias.flows.simulate")
     name = "sambias.verify" if module == "__init__" else f"sambias.verify.{module}"
     mod = importlib.import_module(name)

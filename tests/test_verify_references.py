@@ -160,3 +160,46 @@ def test_kkt_depth3_single_example_names_the_kkt_point():
     assert kkt_check([1.0, 1.0, 1.0], [x], [1], depth=3).residual > 0.1
     assert quasi_norm_min([x], [1], depth=3) == pytest.approx(1 / 3)
     assert not kkt_check([-1.0, 0.0, 0.0], [x], [1], depth=3).feasible
+
+
+def slsqp_quasi_norm_min(A, depth, rng, starts=3):
+    """Independent oracle for min |beta|_{2/L} s.t. A beta >= 1: in each orthant s write
+    beta = s * w^L (w >= 0), so |beta|_{2/L}^{2/L} = sum w^2 is smooth, and run SLSQP from
+    several random starts; the best value over orthants and starts."""
+    from scipy.optimize import minimize
+
+    n, d = A.shape
+    best = np.inf
+    for signs in itertools.product((1.0, -1.0), repeat=d):
+        s = np.array(signs)
+        cons = [{"type": "ineq", "fun": lambda w, s=s: A @ (s * w ** depth) - 1.0,
+                 "jac": lambda w, s=s: A * (s * depth * w ** (depth - 1))[None, :]}]
+        for _ in range(starts):
+            w0 = rng.uniform(0.2, 2.0, size=d)
+            res = minimize(lambda w: w @ w, w0, jac=lambda w: 2 * w, constraints=cons,
+                           bounds=[(0, None)] * d, method="SLSQP", options={"ftol": 1e-12, "maxiter": 500})
+            if res.success and np.all(A @ (s * res.x ** depth) >= 1 - 1e-7):
+                best = min(best, float(res.x @ res.x) ** (depth / 2))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_quasi_norm_min_matches_multistart_slsqp_where_p_matters(seed):
+    rng = np.random.default_rng(500 + seed)
+    found = 0
+    while found < 1:
+        n, d = int(rng.integers(2, 5)), 3
+        X = rng.normal(size=(n, d))
+        y = np.sign(X @ rng.normal(size=d))
+        A = y[:, None] * X
+        q = quasi_norm_min(X, y, depth=3)
+        # p matters: the l1 optimum is not the 2/3-quasi-norm optimum (its quasi-norm is larger)
+        b1 = l1_max_margin(X, y).beta
+        q_of_l1 = float(np.sum(np.abs(b1) ** (2 / 3)) ** 1.5)
+        if q_of_l1 < q * (1 + 1e-3):
+            continue
+        found += 1
+        oracle = slsqp_quasi_norm_min(A, 3, rng)
+        assert q == pytest.approx(oracle, rel=1e-6)
+        if seed == 0:  # depth 4 too (p = 1/2)
+            assert quasi_norm_min(X, y, depth=4) == pytest.approx(slsqp_quasi_norm_min(A, 4, rng), rel=1e-6)

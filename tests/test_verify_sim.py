@@ -17,8 +17,8 @@ from scipy.integrate import solve_ivp
 
 import sambias.flows
 from sambias import Init, Problem
-from sambias.flows import DominantSwitch, NumpyField, Trajectory
-from sambias.flows.field import log_loss
+from sambias.flows import DominantSwitch, Trajectory
+from tests.oracles.field import NumpyField, log_loss
 from sambias.horizon import parse_horizon
 
 LN10 = math.log(10.0)

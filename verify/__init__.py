@@ -17,6 +17,9 @@ from typing import Any
 _EXPORTS = {
     # data classes and the catalogue
     "Claim": "claims", "Instance": "claims", "SimSettings": "claims", "NegativeControl": "claims",
+    "Rival": "claims", "RivalResult": "claims", "same_prediction": "claims", "FirstLeaders": "checks",
+    "Fates": "checks", "check_fates": "checks", "predict_linf_fates": "checks", "direction_motion": "checks",
+    "objective_progress": "checks",
     "ClaimResult": "claims", "InstanceResult": "claims", "ControlResult": "claims",
     "run_claim": "claims", "run_claims": "claims", "claim_rng": "claims",
     "Verdict": "verdict", "combine": "verdict",
@@ -36,8 +39,9 @@ _EXPORTS = {
     "Counterexample": "shrink", "find_counterexample": "shrink", "shrink_instance": "shrink",
     "assert_claim": "shrink", "ClaimFailed": "shrink",
     "command": "command", "verdicts_document": "command",
+    "mutation_power": "power", "PowerRow": "power", "format_power": "power",
 }
-_MODULES = ("checks", "claims", "catalogue", "references", "verdict", "shrink", "command")
+_MODULES = ("checks", "claims", "catalogue", "references", "verdict", "shrink", "command", "power")
 
 __all__ = sorted(_EXPORTS) + list(_MODULES)
 

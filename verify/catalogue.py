@@ -23,7 +23,7 @@ import numpy as np
 from sambias.problem import Init, Problem
 
 from . import checks as C
-from .claims import Claim, Instance, NegativeControl, SimSettings
+from .claims import Claim, Instance, NegativeControl, Rival, SimSettings, same_prediction
 from .references import l1_max_margin, l2_max_margin
 from .verdict import Verdict, combine
 
@@ -108,8 +108,11 @@ def prediction_mutants(prediction: Any, instance: Instance | None = None) -> lis
             out += [(f"basis-{j}", C.Limit.basis(j, d)) for j in range(d)]
         else:
             v = prediction.target()
-            out += [("negated", C.Limit.direction(-v)), ("rotated-0.05rad", C.Limit.direction(_rotate(v, 0.05))),
-                    ("zero", C.Limit.zero(d))]
+            # deep runs are judged at tol 1e-2 and may hold by extrapolation with a few
+            # hundredths of a radian still to go: a 0.05 rad turn is not decidable there
+            turn = 0.05 if instance is None or instance.problems[0].depth == 1 else 0.15
+            out += [("negated", C.Limit.direction(-v)),
+                    (f"rotated-{turn:g}rad", C.Limit.direction(_rotate(v, turn))), ("zero", C.Limit.zero(d))]
             k = int(np.argmax(np.abs(v)))
             e = C.Limit.basis(k, d, np.sign(v[k]))
             if float(C.angle_between(v, e.target())[0]) > 0.05:
@@ -122,6 +125,24 @@ def prediction_mutants(prediction: Any, instance: Instance | None = None) -> lis
             d = instance.problems[0].dim
             out += [(f"first-leader-{j}", C.Amplification(j, prediction.order, prediction.minor_phase))
                     for j in range(d) if j != prediction.first_leader]
+    elif isinstance(prediction, C.Fates) and instance is not None:
+        p = instance.problems[0]
+        top = p.rho ** p.depth
+        vals = list(prediction.beta)
+        out.append(("scaled-1.1", C.Fates(tuple(1.1 * v if v else 0.1 * top for v in vals))))
+        for j in range(len(vals)):
+            other = vals[:j] + [0.0 if vals[j] else top] + vals[j + 1:]
+            out.append((f"wrong-fate-{j}", C.Fates(tuple(other))))
+    elif isinstance(prediction, C.FirstLeaders):
+        flipped = "major-to-minor" if prediction.order == "minor-to-major" else "minor-to-major"
+        out.append(("reversed-order", C.FirstLeaders(flipped, prediction.leaders)))
+        if prediction.leaders and instance is not None:
+            d = instance.problems[0].dim
+            # the middle and the largest scale: the smallest ones may collapse (left out by the check)
+            for i in sorted({len(prediction.leaders) // 2, len(prediction.leaders) - 1}):
+                lead = list(prediction.leaders)
+                lead[i] = (lead[i] + 1) % d
+                out.append((f"first-leader-run-{i}", C.FirstLeaders(prediction.order, tuple(lead))))
     elif isinstance(prediction, str) and prediction in ("minor-to-major", "major-to-minor"):
         out.append(("reversed-order", "major-to-minor" if prediction == "minor-to-major" else "minor-to-major"))
     elif isinstance(prediction, str) and prediction in ("deeper-more-sensitive", "shallower-more-sensitive"):
@@ -132,6 +153,127 @@ def prediction_mutants(prediction: Any, instance: Instance | None = None) -> lis
             for name, m in prediction_mutants(p)[:1]:
                 out.append((f"item-{i}-{name}", prediction[:i] + (m,) + prediction[i + 1:]))
     return out
+
+
+# --- rivals: the competing predictions a referee would raise ---------------------------------
+def _rival_l2_mm(ps) -> C.Limit:
+    p = ps[0]
+    return C.Limit.direction(l2_max_margin(p.X, p.y).direction, label="l2 max-margin", norm=2.0)
+
+
+def _rival_l1_mm(ps) -> C.Limit:
+    p = ps[0]
+    return C.Limit.direction(l1_max_margin(p.X, p.y).direction, label="l1 max-margin", norm=1.0)
+
+
+def _rival_first_gradient(ps) -> C.Limit:
+    """The direction of the first gradient step from 0, ``sum_i y_i x_i``."""
+    p = ps[0]
+    g = (np.asarray(p.y, float)[:, None] * np.asarray(p.X, float)).sum(axis=0)
+    if not np.any(g):
+        raise ValueError("sum y_i x_i = 0")
+    return C.Limit.direction(g, label="sum_i y_i x_i")
+
+
+def _rival_x_squared(ps) -> C.Limit:
+    """beta ~ sign(y x) x^2: the early-time (kernel-like) shape of a depth-2 flow."""
+    x, y = C._single_example(ps[0])
+    return C.Limit.direction(np.sign(y * x) * x ** 2, label="sign(x) x^2")
+
+
+def _rival_l1_basis(ps) -> C.Limit:
+    """``sign * e_k`` at the l1 max-margin's largest coordinate."""
+    u = _rival_l1_mm(ps).target()
+    k = int(np.argmax(np.abs(u)))
+    return C.Limit.basis(k, u.size, np.sign(u[k]), label=f"e_{k} (largest l1 max-margin coordinate)")
+
+
+def _dominant(ps) -> C.Limit:
+    p = ps[0]
+    x, y = C._single_example(p)
+    k = int(np.argmax(np.abs(x)))
+    return C.Limit.basis(k, p.dim, np.sign(y * x[k]), label=f"e_{k} (GD: dominant |x|)")
+
+
+def _linf_depth2_variant(grows_rule: str):
+    """THEORY.md's L = 2 linf-SAM rule with another growth test: ``"max"`` (max(u_j, v_j)
+    > rho) or ``"product"`` (beta_j(0) = u_j v_j > rho^2)."""
+    def predict(ps) -> C.Limit:
+        p = ps[0]
+        C.predict_linf_limit(p)  # the claim's hypotheses (raises outside them)
+        W0 = p.initial_weights()
+        grows = W0.max(axis=0) > p.rho if grows_rule == "max" else W0.prod(axis=0) > p.rho ** 2
+        if not grows.any():
+            return C.Limit.zero(p.dim)
+        ax = np.abs(p.X[0])
+        k = int(np.flatnonzero(grows)[np.argmax(ax[grows])])
+        return C.Limit.basis(k, p.dim)
+    return predict
+
+
+def _each(predict):
+    return lambda ps: tuple(predict((p,)) for p in ps)
+
+
+def _linf_deep_variant(rule: str):
+    """Cor 3.5 with another score: ``"exponent"`` (|x_j| (alpha_j - rho)^(L-1)),
+    ``"depth2"`` (largest |x_j| among alpha_j > rho) or ``"init"`` (largest alpha_j)."""
+    def predict(ps) -> C.Limit:
+        p = ps[0]
+        base = C.predict_linf_limit(p)
+        alpha, L, rho = p.initial_weights()[0], p.depth, p.rho
+        above = alpha > rho
+        if not above.any():
+            return base
+        ax = np.abs(p.X[0])
+        score = {"exponent": ax * np.abs(alpha - rho) ** (L - 1), "depth2": ax, "init": alpha}[rule]
+        return C.Limit.basis(int(np.argmax(np.where(above, score, -np.inf))), p.dim)
+    return predict
+
+
+def _first_leader_variant(rule: str, problem) -> int:
+    """The first leader of l2-SAM, L = 2, uniform init under a rival rule: ``"usam"``
+    (the unnormalised perturbation rho grad L: growth |x_j|(1 - rho |l'(z0)| |x_j|)) or
+    ``"no-sqrt2"`` (N0 = alpha |x| instead of alpha sqrt(2) |x|)."""
+    x, y = C._single_example(problem)
+    if problem.depth != 2 or problem.init.scale is None:
+        raise ValueError("the first-leader formulas are for L = 2 and a uniform init")
+    ax, a = np.abs(x), abs(problem.init.scale)
+    if rule == "usam":
+        z0 = a * a * float(np.sum(y * x))
+        g = math.exp(-z0) if problem.loss == "exp" else 1.0 / (1.0 + math.exp(z0))
+        return int(np.argmax(ax * (1.0 - problem.rho * g * ax)))
+    return int(np.argmax(ax * (1.0 - problem.rho * ax / (a * float(np.linalg.norm(x))))))
+
+
+def _amplification_rival(rule: str):
+    def predict(ps) -> C.Amplification:
+        p = ps[0]
+        major = int(np.argmax(np.abs(p.X[0])))
+        k0 = major if rule == "gd" else _first_leader_variant(rule, p)
+        return C.Amplification(first_leader=k0, order="minor-to-major", minor_phase=k0 != major)
+    return predict
+
+
+def _first_leaders_rival(rule: str):
+    def predict(ps) -> C.FirstLeaders:
+        if rule == "gd":
+            return C.FirstLeaders("minor-to-major", tuple(int(np.argmax(np.abs(p.X[0]))) for p in ps))
+        return C.FirstLeaders("minor-to-major", tuple(_first_leader_variant(rule, p) for p in ps))
+    return predict
+
+
+def _separates(problems, predict, rivals: Sequence[Rival]) -> bool:
+    """Whether every rival that applies predicts something else than ``predict`` here
+    (instance generators keep such planted instances)."""
+    own = predict(problems)
+    for r in rivals:
+        try:
+            if same_prediction(r.predict(problems), own):
+                return False
+        except ValueError:
+            continue
+    return True
 
 
 # --- checks with the catalogue's tolerances ---------------------------------------------------
@@ -188,13 +330,15 @@ def _l1_generator(algorithm: str, rho_range: tuple[float, float]):
 
 def _predict_l2(problems) -> C.Limit:
     p = problems[0]
-    return C.Limit.direction(l2_max_margin(p.X, p.y).direction, label="l2 max-margin")
+    return C.Limit.direction(l2_max_margin(p.X, p.y).direction, label="l2 max-margin", norm=2.0)
 
 
-def _l1_target_control(inst: Instance) -> Instance:
+def _l1_target_control(inst: Instance) -> Instance | None:
     p = inst.problems[0]
-    return _with_prediction(inst, C.Limit.direction(l1_max_margin(p.X, p.y).direction, label="l1 max-margin"),
-                            "l1 target")
+    l1 = l1_max_margin(p.X, p.y).direction
+    if float(C.angle_between(l1, inst.prediction.target())[0]) < 0.05:
+        return None  # the two targets (nearly) coincide here: not a wrong prediction
+    return _with_prediction(inst, C.Limit.direction(l1, label="l1 max-margin", norm=1.0), "l1 target")
 
 
 def _rotated_control(angle: float):
@@ -222,7 +366,11 @@ def _l1_claim(algorithm: str, cid: str, name: str, source: str, hypotheses: str,
             NegativeControl("l1-target", "the l1 max-margin direction (another norm's max-margin) as the limit",
                             _l1_target_control),
             NegativeControl("rotated-target", "the l2 max-margin direction turned by 0.05 rad", _rotated_control(0.05)),
-        ))
+        ),
+        rivals=(Rival("l1-max-margin", _rival_l1_mm, "the l1 max-margin (the L = 2 answer; the dual geometry of "
+                                                       "an l-inf perturbation)"),
+                Rival("first-gradient", _rival_first_gradient, "the direction of the first gradient step, "
+                                                               "sum_i y_i x_i (the limit stays where it started)")))
 
 
 # --- L = 2, GD, one example ------------------------------------------------------------------
@@ -255,7 +403,7 @@ def _zero_control(inst: Instance) -> Instance | None:
 
 def _l2_target_control(inst: Instance) -> Instance:
     p = inst.problems[0]
-    return _with_prediction(inst, C.Limit.direction(l2_max_margin(p.X, p.y).direction, label="l2 max-margin"),
+    return _with_prediction(inst, C.Limit.direction(l2_max_margin(p.X, p.y).direction, label="l2 max-margin", norm=2.0),
                             "l2 max-margin target")
 
 
@@ -273,7 +421,9 @@ GD_DOMINANT = Claim(
         NegativeControl("shifted-index", "the basis index shifted by one", _shift_index_control),
         NegativeControl("zero-limit", "beta -> 0 instead of the dominant e_k", _zero_control),
         NegativeControl("l2-target", "the l2 max-margin x/|x| (the L = 1 limit) as the limit", _l2_target_control),
-    ))
+    ),
+    rivals=(Rival("l2-max-margin", _rival_l2_mm, "x/|x|: the L = 1 limit (the kernel regime of a large init)"),
+            Rival("x-squared", _rival_x_squared, "beta ~ x^2: the early, kernel-like shape of a depth-2 flow")))
 
 
 # --- L = 2, linf-SAM ---------------------------------------------------------------------------
@@ -289,10 +439,40 @@ def _linf_init(rng: np.random.Generator, d: int, rho: float) -> np.ndarray:
     return W
 
 
+LINF_DEPTH2_RIVALS = (
+    Rival("max-rule", _linf_depth2_variant("max"), "j grows iff max(u_j, v_j) > rho"),
+    Rival("product-rule", _linf_depth2_variant("product"), "j grows iff beta_j(0) = u_j v_j > rho^2"),
+    Rival("gd", _dominant, "the limit is GD's, the dominant e_k, whatever the init"),
+)
+
+
+def _linf_planted(x: np.ndarray, rho: float) -> np.ndarray:
+    """Layers (2 x d) on which the claim and every rival of LINF_DEPTH2_RIVALS disagree:
+    by decreasing |x|, (1.6, 0.25) rho fails u+v > 2 rho but passes max > rho (max-rule,
+    GD: the major); (1.75, 0.4) rho grows with u v < rho^2 (the claim); (1.2, 1.2) rho
+    passes every test (product-rule); the rest (0.5, 0.5) rho grow under none."""
+    order = np.argsort(-np.abs(x))
+    pairs = [(1.6, 0.25), (1.75, 0.4), (1.2, 1.2)] + [(0.5, 0.5)] * (x.size - 3)
+    W = np.empty((2, x.size))
+    for j, (u, v) in zip(order, pairs):
+        W[:, j] = (u * rho, v * rho)
+    return W
+
+
 def _linf_rule_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
     yield Instance(_one(_single(THEORY_X, depth=2, algorithm="linf-sam", rho=0.5,
                                 init=Init(layers=[[0.3, 0.3, 0.8, 0.8]] * 2))), label="examples/linf-sam-depth2-mixed")
+    k = 0
     while True:
+        k += 1
+        if k % 3 == 1:
+            d = int(rng.integers(3, 5))
+            rho = float(rng.uniform(0.2, 0.8))
+            x = _magnitudes(rng, d)
+            yield Instance(_one(_single(x, depth=2, algorithm="linf-sam", rho=rho,
+                                        init=Init(layers=_linf_planted(x, rho).tolist()))),
+                           label=f"planted d={d} rho={rho:.3g}: claim, max-rule, product-rule disagree")
+            continue
         d = int(rng.integers(3, 5))
         rho = float(rng.uniform(0.2, 0.8))
         x = _magnitudes(rng, d)
@@ -345,21 +525,23 @@ LINF_RULE = Claim(
                                             "(THEORY.md's 'smallest index' read against the wrong order)",
                         _smallest_growing_control),
         NegativeControl("gd-rule", "the limit is GD's (the dominant e_k) whatever the init", _gd_rule_control),
-    ))
+    ),
+    rivals=LINF_DEPTH2_RIVALS)
 
 
 def _any_limit_problems(x: np.ndarray, rho: float) -> tuple[tuple[Problem, ...], tuple[C.Limit, ...]]:
     """One init per target: ``e_k`` for every k (coordinates with larger ``|x|`` kept
-    below ``2 rho``), and one with nothing growing (-> 0)."""
+    below ``2 rho``), and one with nothing growing (-> 0).  Unbalanced layers: a growing
+    coordinate has (u, v) = (1.75, 0.4) rho (u v < rho^2), a shrinking one (1.2, 0.5) rho
+    (max(u, v) > rho), so the max- and product-rule rivals disagree with the claim."""
     d = x.size
-    hi, lo = 1.3 * rho, 0.6 * rho
+    hi, lo = np.array([1.75, 0.4]) * rho, np.array([1.2, 0.5]) * rho
     problems, limits = [], []
-    for k in range(d):
-        a = np.where(np.abs(x) <= abs(x[k]), hi, lo)
-        problems.append(_single(x, depth=2, algorithm="linf-sam", rho=rho, init=Init(layers=[a.tolist()] * 2)))
-        limits.append(C.Limit.basis(k, d))
-    problems.append(_single(x, depth=2, algorithm="linf-sam", rho=rho, init=Init(scale=lo)))
-    limits.append(C.Limit.zero(d))
+    for k in range(d + 1):
+        grows = np.abs(x) <= abs(x[k]) if k < d else np.zeros(d, bool)
+        W = np.where(grows[None, :], hi[:, None], lo[:, None])
+        problems.append(_single(x, depth=2, algorithm="linf-sam", rho=rho, init=Init(layers=W.tolist())))
+        limits.append(C.Limit.basis(k, d) if k < d else C.Limit.zero(d))
     return tuple(problems), tuple(limits)
 
 
@@ -410,13 +592,27 @@ LINF_ANY = Claim(
     negative_controls=(
         NegativeControl("all-dominant", "every init gives GD's dominant e_k", _all_dominant_control),
         NegativeControl("shifted-indices", "every predicted index shifted by one", _shift_all_control),
-    ))
+    ),
+    rivals=tuple(Rival(r.name, _each(r.predict), r.description) for r in LINF_DEPTH2_RIVALS))
+
+
+LINF_DEEP_RIVALS = (
+    Rival("exponent-L-1", _linf_deep_variant("exponent"), "j* = argmax |x_j| (alpha_j - rho)^(L-1)"),
+    Rival("depth2-rule", _linf_deep_variant("depth2"), "the L = 2 rule: the largest |x_j| among alpha_j > rho"),
+    Rival("largest-alpha", _linf_deep_variant("init"), "the largest alpha_j wins (the init decides alone)"),
+    Rival("gd", _dominant, "GD's limit, the dominant e_k"),
+)
 
 
 def _linf_deep_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
     yield Instance(_one(_single(THEORY_X, depth=3, algorithm="linf-sam", rho=0.5,
                                 init=Init(layers=[[0.6, 0.9, 0.7, 0.55]] * 3))),
                    label="x = (3, 2, 1, 0.5), alpha = (0.6, 0.9, 0.7, 0.55): a minor coordinate wins")
+    # planted: x (alpha - rho) = (0.3, 0.5, 0.8) picks x = 2, x (alpha - rho)^2 and the
+    # largest alpha pick x = 0.5, the L = 2 rule and GD pick x = 3
+    yield Instance(_one(_single((3.0, 0.5, 2.0, 1.0), depth=3, algorithm="linf-sam", rho=0.5,
+                                init=Init(layers=[[0.6, 1.5, 0.9, 0.3]] * 3))),
+                   label="planted x = (3, 0.5, 2, 1), alpha = (0.6, 1.5, 0.9, 0.3): every rival disagrees")
     k = 0
     while True:
         L = 3 if k % 3 != 2 else 4
@@ -460,7 +656,8 @@ LINF_DEEP = Claim(
     negative_controls=(
         NegativeControl("shifted-index", "the predicted basis index shifted by one", _shift_index_control),
         NegativeControl("depth2-rule", "the L = 2 rule (largest |x_j| among alpha_j > rho)", _deep_l2_rule_control),
-    ))
+    ),
+    rivals=LINF_DEEP_RIVALS)
 
 
 def _sensitivity_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
@@ -475,7 +672,12 @@ def _sensitivity_generate(rng: np.random.Generator, n: int) -> Iterable[Instance
         a = np.full(d, 0.7 * rho)
         a[major], a[minor_k] = 1.1 * rho, 1.9 * rho
         members.append(a)
-        for _ in range(3):
+        # one member off the dominant coordinate at L = 2 already (the major cannot grow):
+        # the subset test is then not vacuous -- L = 3 must end off it too
+        a = np.full(d, 0.7 * rho)
+        a[minor_k] = 1.5 * rho
+        members.append(a)
+        for _ in range(2):
             a = rng.uniform(0.5 * rho, 1.8 * rho, size=d)
             members.append(np.where(np.abs(a - rho) < 0.1 * rho, a + 0.2 * rho, a))
         problems = []
@@ -496,6 +698,11 @@ def _check_sensitivity(trajs, prediction: str) -> Verdict:
     ev = {"off_dominant_L2": off2, "off_dominant_L3": off3, "prediction": prediction,
           "margin_units": "runs (count)", **C.run_info(trajs[-1])}
     n2, n3 = sum(off2), sum(off3)
+    ev["subset_test_vacuous"] = n2 == 0
+    if prediction == "equally-sensitive":
+        if off2 != off3:
+            return Verdict("fails", f"off the dominant e_k: L = 2 {off2}, L = 3 {off3} differ", -1.0, ev)
+        return Verdict("holds", f"the same inits end off the dominant e_k at L = 2 and 3 ({n2}/{half})", 0.0, ev)
     if prediction == "deeper-more-sensitive":
         if any(a and not b for a, b in zip(off2, off3)):
             return Verdict("fails", "an init ends off the dominant coordinate at L = 2 but not at L = 3", -1.0, ev)
@@ -523,7 +730,88 @@ LINF_SENSITIVITY = Claim(
     negative_controls=(
         NegativeControl("reversed", "L = 2 is the more init-sensitive depth",
                         lambda inst: _with_prediction(inst, "shallower-more-sensitive", "reversed")),
-    ))
+    ),
+    rivals=(Rival("shallower-more-sensitive", lambda ps: "shallower-more-sensitive",
+                  "L = 2 is the more init-sensitive depth"),
+            Rival("depth-indifferent", lambda ps: "equally-sensitive",
+                  "depth does not matter: the same inits end off the dominant coordinate at L = 2 and 3")))
+
+
+# --- linf-SAM, L >= 2: per-coordinate fates (Thm 3.2) ---------------------------------------------
+def _fates_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
+    yield Instance(_one(_single((3.0, 2.0, 1.0), depth=2, algorithm="linf-sam", rho=0.5,
+                                init=Init(layers=[[0.3, 0.5, 0.45]] * 2))),
+                   label="L = 2, x = (3, 2, 1), alpha = (0.3, 0.5, 0.45): 0, rho^2, 0")
+    yield Instance(_one(_single((3.0, 2.0, 1.0), depth=3, algorithm="linf-sam", rho=0.5,
+                                init=Init(layers=[[0.3, 0.5, 0.45]] * 3))),
+                   label="L = 3, x = (3, 2, 1), alpha = (0.3, 0.5, 0.45): rho^3 everywhere")
+    k = 0
+    while True:
+        L = (2, 3, 4)[k % 3]
+        k += 1
+        d = int(rng.integers(2, 5))
+        rho = float(rng.uniform(0.3, 0.8))
+        alpha = rng.uniform(0.2 * rho, 0.9 * rho, size=d)
+        if rng.random() < 0.5:
+            alpha[int(rng.integers(d))] = rho  # the boundary case: beta_j stays at rho^L
+        yield Instance(_one(_single(_magnitudes(rng, d), depth=L, algorithm="linf-sam", rho=rho,
+                                    init=Init(layers=[alpha.tolist()] * L))), label=f"random L={L} d={d}")
+
+
+def _fates_parity_rival(value: str):
+    """Thm 3.2 with the parity rule dropped: every alpha_j < rho ends at 0 / at rho^L."""
+    def predict(ps) -> C.Fates:
+        p = ps[0]
+        base = C.predict_linf_fates(p)
+        alpha, rho, L = p.initial_weights()[0], p.rho, p.depth
+        below = 0.0 if value == "zero" else rho ** L
+        return C.Fates(tuple(b if a == rho else below for a, b in zip(alpha, base.beta)))
+    return predict
+
+
+def _fates_frozen(ps) -> C.Fates:
+    """beta stays where it started (no force below the threshold)."""
+    p = ps[0]
+    C.predict_linf_fates(p)
+    return C.Fates(tuple(np.prod(p.initial_weights(), axis=0)))
+
+
+def _blowup_control(inst: Instance) -> Instance | None:
+    """Hypothesis dropped: raise the major's alpha above rho (it blows up); predict the
+    theorem's fates for the others anyway (THEORY.md: at odd L they stop short of rho^L)."""
+    p = inst.problems[0]
+    if p.depth % 2 == 0:
+        return None
+    alpha = p.initial_weights()[0].copy()
+    major = int(np.argmax(np.abs(p.X[0])))
+    alpha[major] = 1.4 * p.rho
+    q = p.replace(init=Init(layers=[alpha.tolist()] * p.depth))
+    pred = list(inst.prediction.beta)
+    pred[major] = math.inf
+    return Instance((q,), C.Fates(tuple(pred)), inst.label + " [the major blows up; fates kept for the rest]")
+
+
+FATES = Claim(
+    id="linfsam-coordinate-fates",
+    statement="linf-SAM, L >= 2, one example, balanced init alpha <= rho (no blow-up): beta_j -> 0 (even L) / "
+              "rho^L (odd L) when alpha_j < rho, and beta_j = rho^L when alpha_j = rho (Thm 3.2)",
+    latex=r"\ell_\infty\text{-SAM},\ L\ge2,\ w^{(l)}_j(0)=\alpha_j\le\rho\ \forall j:\ \beta_j\to"
+          r"\begin{cases}0 & \alpha_j<\rho,\ L\ \text{even}\\ \rho^L & \alpha_j<\rho,\ L\ \text{odd}\\ "
+          r"\rho^L & \alpha_j=\rho\end{cases}",
+    hypotheses="one example, y = +1, x_j > 0, balanced positive init with every alpha_j <= rho: no coordinate "
+               "blows up (with a blow-up the flow ends at finite tau and odd-L minors stop short of rho^L -- "
+               "THEORY.md's measurement; the blow-up control checks exactly that)",
+    source="secondary source",
+    generate=_fates_generate, predict=lambda ps: C.predict_linf_fates(ps[0]),
+    check=lambda trs, fates: C.check_fates(trs[0], fates),
+    settings=SimSettings(horizon="1e100", quick_horizon="1e100", instances=6, quick_instances=2),
+    negative_controls=(
+        NegativeControl("blow-up", "the fates hold although the major blows up (hypothesis dropped)",
+                        _blowup_control),
+    ),
+    rivals=(Rival("zero-for-every-L", _fates_parity_rival("zero"), "beta_j -> 0 below rho whatever the parity of L"),
+            Rival("rho-L-for-every-L", _fates_parity_rival("rhoL"), "beta_j -> rho^L below rho whatever the parity"),
+            Rival("frozen", _fates_frozen, "beta_j stays at alpha_j^L (the perturbation cancels the gradient)")))
 
 
 # --- L = 2, l2-SAM ---------------------------------------------------------------------------
@@ -560,7 +848,7 @@ def _predict_l1(problems) -> C.Limit:
     nz = np.flatnonzero(np.abs(u) > 1e-12)
     if nz.size == 1:
         return C.Limit.basis(int(nz[0]), p.dim, np.sign(u[nz[0]]), label=f"e_{nz[0]} (l1 max-margin)")
-    return C.Limit.direction(u, label="l1 max-margin")
+    return C.Limit.direction(u, label="l1 max-margin", norm=1.0)
 
 
 def _wrong_basis_control(inst: Instance) -> Instance:
@@ -585,7 +873,18 @@ L2SAM_LIMIT = Claim(
         NegativeControl("wrong-basis", "another basis vector than the l1 max-margin's largest coordinate",
                         _wrong_basis_control),
         NegativeControl("l2-target", "the l2 max-margin (the L = 1 limit)", _l2_target_control),
-    ))
+    ),
+    rivals=(Rival("l2-max-margin", _rival_l2_mm, "the l2 max-margin (the L = 1 limit)"),
+            Rival("first-leader-wins", lambda ps: C.Limit.basis(C.predict_first_leader(ps[0]), ps[0].dim),
+                  "the fastest-growing coordinate at t = 0 keeps the lead (no later shift to the major)")))
+
+
+AMPLIFICATION_RIVALS = (
+    Rival("gd", _amplification_rival("gd"), "GD's dynamics: the major leads from the start"),
+    Rival("usam", _amplification_rival("usam"), "the unnormalised perturbation rho grad L (USAM) sets the first "
+                                                "leader: argmax |x_j|(1 - rho |l'(z0)| |x_j|)"),
+    Rival("no-sqrt2", _amplification_rival("no-sqrt2"), "N0 = alpha |x| (both layers' gradients not counted)"),
+)
 
 
 def _amplification_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
@@ -600,8 +899,10 @@ def _amplification_generate(rng: np.random.Generator, n: int) -> Iterable[Instan
         rho = float(rng.uniform(0.2, 1.0))
         # rho max|x| <= N(0) < rho (x_(1) + x_(2)): nothing shrinks, yet a minor coordinate grows fastest
         n0 = rho * rng.uniform(ax[0], ax[0] + 0.9 * ax[1])
-        yield Instance(_one(_single(x, depth=2, algorithm="l2-sam", rho=rho, init=Init(scale=_scale_for_n0(x, n0)))),
-                       label=f"random d={d} rho={rho:.3g}")
+        ps = _one(_single(x, depth=2, algorithm="l2-sam", rho=rho, init=Init(scale=_scale_for_n0(x, n0))))
+        if not _separates(ps, _predict_amplification, AMPLIFICATION_RIVALS):
+            continue  # planted: the first leader of every rival differs from the claim's
+        yield Instance(ps, label=f"random d={d} rho={rho:.3g} (rivals separated)")
 
 
 def _predict_amplification(problems) -> C.Amplification:
@@ -648,7 +949,8 @@ AMPLIFICATION = Claim(
         NegativeControl("gd-amplifies", "GD shows the same sequential amplification", _gd_control),
         NegativeControl("major-first", "the reversed order: major first, minor last", _reverse_control),
         NegativeControl("first-leader-shifted", "another coordinate leads first", _first_leader_control),
-    ))
+    ),
+    rivals=AMPLIFICATION_RIVALS)
 
 
 def _sweep_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
@@ -658,11 +960,22 @@ def _sweep_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
         n0s = np.geomspace(lo, hi, k)
         return tuple(_single(x, depth=2, algorithm="l2-sam", rho=rho, init=Init(scale=_scale_for_n0(x, v)))
                      for v in n0s)
-    yield Instance(sweep(np.array(THEORY_X), 0.5, 6), "minor-to-major", label="THEORY.md x, rho 0.5")
+    # rho = 1 rather than 0.5: the l2-SAM flow (in tau) only depends on scale / rho, USAM's
+    # does not, and at rho = 0.5 USAM's first-leader formula happens to agree on every scale
+    yield Instance(sweep(np.array(THEORY_X), 1.0, 6), label="THEORY.md x, rho 1 (USAM rival separated)")
     while True:
         d = int(rng.integers(3, 6))
-        yield Instance(sweep(_magnitudes(rng, d, gap=1.2), float(rng.uniform(0.2, 1.0)), 6), "minor-to-major",
-                       label=f"random d={d}")
+        yield Instance(sweep(_magnitudes(rng, d, gap=1.2), float(rng.uniform(0.2, 1.0)), 6), label=f"random d={d}")
+
+
+def _predict_first_leaders(problems) -> C.FirstLeaders:
+    return C.FirstLeaders("minor-to-major", tuple(C.predict_first_leader(p) for p in problems))
+
+
+def _check_first_leaders(trajs, prediction) -> Verdict:
+    if isinstance(prediction, str):
+        return C.check_first_leaders(trajs, order=prediction)
+    return C.check_first_leaders(trajs, order=prediction.order, leaders=prediction.leaders)
 
 
 def _sweep_gd_control(inst: Instance) -> Instance:
@@ -678,14 +991,17 @@ AMPLIFICATION_INIT = Claim(
           r"\bigl(1-\rho|x_j|/(\alpha\sqrt2\lVert x\rVert)\bigr),\ k_0=\arg\max|x|\ \text{for large}\ \alpha",
     hypotheses="one example, uniform init; runs that collapse (small alpha) are reported and left out",
     source="paper abstract",
-    generate=_sweep_generate, check=lambda trs, order: C.check_first_leaders(trs, order=order),
+    generate=_sweep_generate, predict=_predict_first_leaders, check=_check_first_leaders,
     settings=SimSettings(horizon="1e100", quick_horizon="1e100", instances=3, quick_instances=1),
     negative_controls=(
         NegativeControl("reversed", "a larger init starts with a *more minor* coordinate",
                         lambda inst: _with_prediction(inst, "major-to-minor", "reversed")),
         NegativeControl("gd-skips", "GD also moves from a minor to the major first leader as the init grows",
                         _sweep_gd_control),
-    ))
+    ),
+    rivals=(Rival("gd", _first_leaders_rival("gd"), "GD: the major leads first at every init scale"),
+            Rival("usam", _first_leaders_rival("usam"), "USAM's first leader argmax |x_j|(1 - rho |l'(z0)| |x_j|)"),
+            Rival("no-sqrt2", _first_leaders_rival("no-sqrt2"), "N0 = alpha |x| instead of alpha sqrt(2) |x|")))
 
 
 def _collapse_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
@@ -699,6 +1015,18 @@ def _collapse_generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
         n0 = rng.uniform(0.2, 0.95) * rho * float(np.min(x))  # N(0) < rho min|x|: every coordinate shrinks
         yield Instance(_one(_single(x, depth=2, algorithm="l2-sam", rho=rho, init=Init(scale=_scale_for_n0(x, n0)))),
                        C.Limit.zero(d), label=f"random d={d} rho={rho:.3g}")
+
+
+def _collapse_threshold_rival(factor: float):
+    def predict(ps) -> C.Limit:
+        p = ps[0]
+        x = np.abs(p.X[0])
+        if p.init.scale is None:
+            raise ValueError("the threshold rule is for a uniform init")
+        if _n0(x, p.init.scale) < factor * p.rho * float(x.min()):
+            return C.Limit.zero(p.dim)
+        return _dominant(ps)
+    return predict
 
 
 def _large_init_control(inst: Instance) -> Instance:
@@ -722,7 +1050,10 @@ COLLAPSE = Claim(
         NegativeControl("large-init-collapses", "a large init (N(0) = 2 rho max|x|) collapses too",
                         _large_init_control),
         NegativeControl("gd-collapses", "GD collapses from the same small init", _gd_control),
-    ))
+    ),
+    rivals=(Rival("gd-never-collapses", _dominant, "no collapse: the run grows towards GD's dominant e_k"),
+            Rival("threshold-halved", _collapse_threshold_rival(0.5),
+                  "collapse only when N(0) < rho min|x_j| / 2; above it the run grows to the dominant e_k")))
 
 
 # --- L = 2, GD, several examples --------------------------------------------------------------
@@ -764,7 +1095,11 @@ GD_POINTS = Claim(
         NegativeControl("l2-target", "the l2 max-margin (GD's L = 1 limit)", _l2_target_control),
         NegativeControl("balanced-init", "the l1 max-margin is reached from a balanced init u = v too "
                                          "(hypothesis dropped)", _balanced_control),
-    ))
+    ),
+    rivals=(Rival("l2-max-margin", _rival_l2_mm, "the l2 max-margin (GD's L = 1 limit)"),
+            Rival("largest-coordinate", _rival_l1_basis, "the basis vector of the l1 max-margin's largest "
+                                                          "coordinate (the single-example picture: one e_k wins)"),
+            Rival("first-gradient", _rival_first_gradient, "the direction of the first gradient step")))
 
 
 # --- the catalogue -------------------------------------------------------------------------------
@@ -785,6 +1120,7 @@ def catalogue() -> tuple[Claim, ...]:
         LINF_ANY,
         LINF_DEEP,
         LINF_SENSITIVITY,
+        FATES,
         L2SAM_LIMIT,
         AMPLIFICATION,
         AMPLIFICATION_INIT,

@@ -62,6 +62,7 @@ class Limit:
     index: int | None = None
     vector: tuple[float, ...] | None = None
     label: str = ""
+    norm: float | None = None   # p when the target is the l_p max-margin direction
 
     def __post_init__(self) -> None:
         if self.kind not in ("zero", "basis", "direction"):
@@ -86,9 +87,11 @@ class Limit:
         return cls("zero", dim, None, None, label)
 
     @classmethod
-    def direction(cls, vector, label: str = "") -> "Limit":
+    def direction(cls, vector, label: str = "", norm: float | None = None) -> "Limit":
+        """A direction; ``norm = p`` says it is the l_p max-margin direction (the check
+        then also follows the margin-normalised l_p norm of the run)."""
         v = np.asarray(vector, float).reshape(-1)
-        return cls("direction", v.size, None, tuple(v), label)
+        return cls("direction", v.size, None, tuple(v), label, norm)
 
     def target(self) -> np.ndarray | None:
         return None if self.vector is None else np.array(self.vector)
@@ -103,7 +106,7 @@ class Limit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "index": self.index, "vector": None if self.vector is None else list(self.vector),
-                "label": self.label, "describe": self.describe()}
+                "label": self.label, "norm": self.norm, "describe": self.describe()}
 
 
 def _single_example(problem) -> tuple[np.ndarray, float]:
@@ -288,9 +291,134 @@ def fit_trend(log10_t: np.ndarray, values: np.ndarray, *, tail: float = 0.5, gri
 
 
 # --- directional convergence ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Motion:
+    """How far the direction of ``beta`` can still move: directions ``u0, u1, u2`` at
+    three equally spaced points of ``log10 ln t`` ending at the horizon, the steps
+    ``step1 = angle(u0, u1)``, ``step2 = angle(u1, u2)``, their ratio ``r`` and the
+    geometric-series estimate of the movement still to come, ``remaining = step2 r / (1 - r)``
+    (exact for a power law in ``log t``; ``inf`` when the steps do not shrink).  The
+    horizon is *converged* for a target at angle ``theta`` when ``remaining`` is below
+    half of ``theta - tol``: the run cannot get within tolerance any more."""
+
+    step1: float
+    step2: float
+    r: float
+    remaining: float
+    h: float
+    last: tuple[float, ...] = ()
+    velocity: tuple[float, ...] = ()
+
+    def heading(self, target) -> float:
+        """Cosine between the last step of the direction and the way to ``target`` (both
+        in the tangent space at the final direction): near 1 when the run is still
+        moving straight towards it; ``nan`` when it does not move."""
+        u, v = np.array(self.last), np.array(self.velocity)
+        t = np.asarray(target, float) / np.linalg.norm(target)
+        g = t - (t @ u) * u
+        v = v - (v @ u) * u
+        ng, nv = np.linalg.norm(g), np.linalg.norm(v)
+        return float(g @ v / (ng * nv)) if ng > 0 and nv > 0 else math.nan
+
+    def converged(self, angle: float, tol: float, target=None, heading_min: float = 0.9) -> bool:
+        """The run cannot reach ``target`` within ``tol`` any more: the movement left is
+        below half of ``angle - tol`` and either below a twentieth of it or (when
+        ``target`` is given) not headed straight for it."""
+        if not self.remaining < 0.5 * (angle - tol):
+            return False
+        if target is None or self.remaining < 0.05 * (angle - tol):
+            return True  # even straight at the target it would cover a twentieth of the way
+        return not self.heading(target) > heading_min
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step1_rad": self.step1, "step2_rad": self.step2, "ratio": self.r,
+                "remaining_rad": self.remaining, "h_decades_ln_t": self.h}
+
+
+def _three_points(traj, values: np.ndarray, tail: float = 0.5):
+    """``values`` (rows per sample) interpolated at three equally spaced points of
+    ``log10 ln t`` ending at the horizon (over the last ``tail``), and the spacing."""
+    lt = np.asarray(traj.log10_t, float)
+    vals = np.asarray(values, float).reshape(lt.size, -1)
+    ok = np.isfinite(lt) & (lt * LN10 > 1.0) & np.all(np.isfinite(vals), axis=1)
+    if ok.sum() < 4:
+        return None
+    x, idx = np.unique(np.log10(lt[ok] * LN10), return_index=True)
+    vals = vals[ok][idx]
+    if x.size < 4 or x[-1] - x[0] <= 0:
+        return None
+    h = 0.5 * tail * (x[-1] - x[0])
+    pts = [x[-1] - 2 * h, x[-1] - h, x[-1]]
+    return np.stack([np.array([np.interp(p, x, vals[:, j]) for j in range(vals.shape[1])]) for p in pts]), float(h)
+
+
+def objective_progress(traj, target, p: float) -> dict[str, Any] | None:
+    """The margin-normalised ``l_p`` norm ``R(t) = |beta|_p / min_i y_i <beta, x_i>`` of a
+    run against the target's value: ``approaching`` when ``R`` still falls at the end and
+    its geometric extrapolation (as in :class:`Motion`) can still reach the target's
+    value -- a max-margin direction is approached through this objective, however
+    slowly the angle moves; ``None`` when the run never separates the data."""
+    A = traj.problem.signed_data
+    b = traj.beta
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = (b @ A.T).min(axis=1)
+        R = np.where(m > 0, np.sum(np.abs(b) ** p, axis=1) ** (1.0 / p) / m, np.nan)
+    t = np.asarray(target, float)
+    mt = float((A @ t).min())
+    if not mt > 0:
+        return None
+    r_target = float(np.sum(np.abs(t) ** p) ** (1.0 / p) / mt)
+    best = None
+    for tail in (0.5, 0.25, 0.125):   # the most cautious window (see direction_motion)
+        got = _three_points(traj, R, tail)
+        if got is None:
+            continue
+        (r0, r1, r2), _ = got[0][:, 0], got[1]
+        d1, d2 = r0 - r1, r1 - r2
+        ratio = d2 / d1 if d1 > 0 else math.inf
+        remaining = d2 * ratio / (1.0 - ratio) if 0 <= ratio < 1 else (math.inf if d2 > 0 else 0.0)
+        if best is None or remaining > best[2]:
+            best = (r2, d2, remaining)
+    if best is None:
+        return None
+    r2, d2, remaining = best
+    gap = r2 - r_target
+    # the last step alone (or the extrapolated rest) covers half the gap: consistent with
+    # reaching the target; a floor elsewhere shows as steps that shrink far below the gap
+    approaching = gap > 1e-9 * r_target and d2 > 1e-12 * r2 and max(remaining, d2) >= 0.5 * gap
+    return {"p": p, "value_final": float(r2), "value_target": r_target, "gap_relative": gap / r_target,
+            "last_decrease": float(d2), "remaining_decrease": float(remaining), "approaching": bool(approaching)}
+
+
+def direction_motion(traj, *, tails: Sequence[float] = (0.5, 0.25, 0.125)) -> Motion | None:
+    """The most cautious :func:`_direction_motion` over several tails: fast components of
+    the motion die out first, so a short window at the end sees the slow one best (the
+    largest ``remaining`` is kept)."""
+    ms = [m for m in (_direction_motion(traj, tail=a) for a in tails) if m is not None]
+    return max(ms, key=lambda m: m.remaining) if ms else None
+
+
+def _direction_motion(traj, *, tail: float = 0.5) -> Motion | None:
+    """The :class:`Motion` of ``beta / |beta|`` over the last ``tail`` of the run (in
+    ``log10 ln t``); ``None`` when the run is too short (fewer than 4 points past t = e)."""
+    got = _three_points(traj, traj.directions(), tail)
+    if got is None:
+        return None
+    u, h = got
+    s1 = float(angle_between(u[1], u[0])[0])
+    s2 = float(angle_between(u[2], u[1])[0])
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    last, vel = tuple(float(a) for a in u[2]), tuple(float(a) for a in u[2] - u[1])
+    if s2 <= 1e-12:  # round-off: the direction does not move
+        return Motion(s1, s2, 0.0, 0.0, float(h), last, vel)
+    r = s2 / s1 if s1 > 0 else math.inf
+    remaining = s2 * r / (1.0 - r) if r < 1.0 else math.inf
+    return Motion(s1, s2, float(r), float(remaining), float(h), last, vel)
+
+
 def check_direction(traj, target, *, tol: float = 1e-3, p_min: float = 0.05, r2_min: float = 0.98,
                     extrapolate: bool = True, max_angle_extrapolated: float = 0.3,
-                    min_span: float = 0.3, label: str = "") -> Verdict:
+                    min_span: float = 0.3, label: str = "", norm: float | None = None) -> Verdict:
     """Does ``beta(t) / |beta(t)|`` converge to ``target``?
 
     * ``holds`` (measured): the angle is ``<= tol`` over the last quarter of the tail;
@@ -298,14 +426,20 @@ def check_direction(traj, target, *, tol: float = 1e-3, p_min: float = 0.05, r2_
       but decays cleanly to 0 -- a power law in ``log t`` with exponent
       ``p_local >= p_min`` that does not flatten (``p_local >= p / 2``), ``r2 >= r2_min``,
       an extrapolated limit ``<= tol`` and an angle already below ``max_angle_extrapolated``;
-    * ``fails``: the direction stagnated elsewhere (``p_local < p_min`` and fading --
-      below half the tail's early exponent, or below ``p_min / 10`` -- while the angle is
-      above ``tol`` and the extrapolated limit is not below it; or the extrapolated limit
-      is above ``tol`` and at least half the angle), moves away (the angle grows at the
-      end: ``p_local < -p_min / 10``), or beta collapsed to 0 -- unless the component of
-      beta along the target still grows like a power of ``log t`` (a metastable plateau:
-      a component of 1e-60 that grows does not move the angle yet): ``inconclusive``;
-    * ``inconclusive``: otherwise -- the horizon is too short to decide.
+    * ``fails`` -- only on contradicting evidence at a *converged horizon*: the movement
+      the direction still has in it (:func:`direction_motion`, extrapolated geometrically)
+      is below half of ``angle - tol``, so it cannot reach the target any more; and then
+      the direction stagnated elsewhere (``p_local < p_min`` and fading -- below half the
+      tail's early exponent, or below ``p_min / 10`` -- while the extrapolated limit is
+      not below ``tol``), or the extrapolated limit is above ``tol`` and at least half the
+      angle, or it moves away (the angle grows at the end: ``p_local < -p_min / 10``);
+      or beta collapsed to 0 -- unless the component of beta along the target still grows
+      like a power of ``log t`` (a metastable plateau: a component of 1e-60 that grows
+      does not move the angle yet): ``inconclusive``;
+    * ``inconclusive``: otherwise -- the horizon is too short to decide (a direction still
+      moving, slowly, towards the target: ``evidence["log10_t_needed"]`` says how far).
+
+    ``evidence["decided_by"]`` names the deciding test.
 
     ``margin``: ``log10(tol / angle)`` when measured, ``log10(p_local / p_min)`` when
     extrapolated; negative when failing (``log10(tol / angle or limit)``, or how far the
@@ -339,7 +473,7 @@ def check_direction(traj, target, *, tol: float = 1e-3, p_min: float = 0.05, r2_
     where = f"log10 t = {traj.log10_t_final:.4g}"
     if final <= tol and ev["angle_recent_max"] <= tol:
         return Verdict("holds", f"angle {final:.3g} rad <= tol {tol:g} at {where}{_note(traj)}",
-                       math.log10(tol / max(final, 1e-300)), {**ev, "basis": "measured"})
+                       math.log10(tol / max(final, 1e-300)), {**ev, "basis": "measured", "decided_by": "measured angle"})
     if trend is None or trend.span < min_span:
         return Verdict("inconclusive", f"horizon too short to fit a trend (angle {final:.3g} rad at {where})",
                        math.nan, ev)
@@ -351,31 +485,57 @@ def check_direction(traj, target, *, tol: float = 1e-3, p_min: float = 0.05, r2_
     growth = -comp_trend.p_local if comp_trend is not None else 0.0
     ev["target_component_growth"] = growth
     approaching = growth > p_min
-    if trend.p_local < -0.1 * p_min and not approaching:
-        return Verdict("fails", f"angle {final:.3g} rad grows like (log t)^{-trend.p_local:.2g}: moving away",
-                       -math.log10(abs(trend.p_local) / (0.1 * p_min)), ev)
+    motion = direction_motion(traj)
+    converged = motion is not None and motion.converged(final, tol, t)
+    if motion is not None:
+        ev["motion"] = {**motion.to_dict(), "heading_cos": motion.heading(t)}
+    if norm is not None and converged:
+        # a max-margin target is approached through its objective: while the normalised
+        # norm still falls towards the target's value, the horizon has not converged
+        prog = objective_progress(traj, t, norm)
+        if prog is not None:
+            # the objective may fall on the way to another limit: count it only while the
+            # direction itself moves towards the target
+            heading = motion.heading(t)
+            prog["approaching"] = bool(prog["approaching"] and heading > 0)
+            ev["objective"] = prog
+            converged = not prog["approaching"]
+    ev["converged_horizon"] = converged
+    if trend.p_local < -0.1 * p_min and not approaching and converged:
+        return Verdict("fails", f"angle {final:.3g} rad grows like (log t)^{-trend.p_local:.2g}: moving away "
+                                f"(at most {motion.remaining:.2g} rad of movement left)",
+                       -math.log10(abs(trend.p_local) / (0.1 * p_min)), {**ev, "decided_by": "moving away"})
     # Settling at a nonzero angle makes the local exponent itself fade (like (theta -
     # theta_inf)/theta); a slow but genuine power law keeps it constant, however small.
     fading = trend.p_local < 0.5 * trend.p_early or abs(trend.p_local) < 0.1 * p_min
-    if trend.p_local < p_min and fading and not (trend.limit <= tol) and not approaching:
+    if trend.p_local < p_min and fading and not (trend.limit <= tol) and not approaching and converged:
         return Verdict("fails", f"direction stagnated {final:.3g} rad from the target (local exponent "
                                 f"{trend.p_local:.2g} < {p_min:g} and fading from {trend.p_early:.2g}, "
-                                f"extrapolated limit {trend.limit:.3g})", math.log10(tol / final), ev)
+                                f"extrapolated limit {trend.limit:.3g}; at most {motion.remaining:.2g} rad "
+                                f"of movement left)", math.log10(tol / final), {**ev, "decided_by": "stagnation"})
     # Aitken's limit is exact for a power law plus a constant; mixtures of power laws bias
     # it by a small fraction of the angle, so a limit above half the angle is a real floor.
-    if trend.limit > tol and trend.limit >= 0.5 * final and not approaching:
+    if trend.limit > tol and trend.limit >= 0.5 * final and not approaching and converged:
         return Verdict("fails", f"direction settles {trend.limit:.3g} rad from the target (extrapolated limit "
-                                f"> tol {tol:g}; angle {final:.3g} rad at {where})",
-                       math.log10(tol / trend.limit), ev)
+                                f"> tol {tol:g}; angle {final:.3g} rad at {where}; at most "
+                                f"{motion.remaining:.2g} rad of movement left)",
+                       math.log10(tol / trend.limit), {**ev, "decided_by": "extrapolated limit"})
     clean = (trend.p_local >= p_min and trend.p_local >= 0.5 * trend.p and trend.r2 >= r2_min
              and trend.limit <= tol and final <= max_angle_extrapolated)
     if extrapolate and clean:
         return Verdict("holds", f"angle {final:.3g} rad at {where} decays like (log t)^-{trend.p_local:.2g} "
                                 f"to an extrapolated {trend.limit:.2g} <= tol {tol:g}{_note(traj)}",
-                       math.log10(trend.p_local / p_min), {**ev, "basis": "extrapolated"})
+                       math.log10(trend.p_local / p_min), {**ev, "basis": "extrapolated",
+                                                           "decided_by": "extrapolated decay"})
+    left = "" if motion is None else f", {motion.remaining:.2g} rad of movement left"
+    if "objective" in ev and ev["objective"]["approaching"]:
+        o = ev["objective"]
+        left += (f", l{norm:g}/margin {o['value_final']:.4g} still falling towards {o['value_target']:.4g} "
+                 f"(+{100 * o['gap_relative']:.2g} %)")
     return Verdict("inconclusive", f"horizon too short: angle {final:.3g} rad > tol {tol:g} at {where}, "
-                                   f"local exponent {trend.p_local:.2g}, r2 {trend.r2:.3f}; tol reached near "
-                                   f"log10 t ~ {ev['log10_t_needed']:.3g}", math.nan, ev)
+                                   f"local exponent {trend.p_local:.2g}, r2 {trend.r2:.3f}{left}; tol reached near "
+                                   f"log10 t ~ {ev['log10_t_needed']:.3g}", math.nan,
+                   {**ev, "decided_by": "horizon (not converged)"})
 
 
 def check_kkt(traj, *, tol: float = 1e-3, support_tol: float = 1e-2, samples: int = 40, p_min: float = 0.05,
@@ -448,7 +608,7 @@ def check_collapse(traj, *, tol: float | None = None) -> Verdict:
     if _collapsed(traj) or norm <= tol:
         m = math.inf if norm == 0 else math.log10(tol / norm)
         return Verdict("holds", f"beta -> 0 ({traj.status if traj.status != 'ok' else 'beta = 0 at the end'})",
-                       m, ev)
+                       m, {**ev, "decided_by": "collapse detected"})
     norms = np.linalg.norm(traj.beta, axis=1)
     m = norms.size
     tail = norms[m // 2:]
@@ -456,9 +616,9 @@ def check_collapse(traj, *, tol: float | None = None) -> Verdict:
     ev["norm_beta_mid"] = float(tail[0])
     if falling:
         return Verdict("inconclusive", f"|beta| = {norm:.3g} still falling at log10 t = {traj.log10_t_final:.4g}",
-                       math.nan, ev)
+                       math.nan, {**ev, "decided_by": "horizon (|beta| still falling)"})
     return Verdict("fails", f"beta does not go to 0: |beta| = {norm:.3g} at log10 t = {traj.log10_t_final:.4g}",
-                   math.log10(tol / norm), ev)
+                   math.log10(tol / norm), {**ev, "decided_by": "|beta| not falling"})
 
 
 def check_limit(traj, limit: Limit, **kw) -> Verdict:
@@ -467,7 +627,7 @@ def check_limit(traj, limit: Limit, **kw) -> Verdict:
     if limit.kind == "zero":
         v = check_collapse(traj)
     else:
-        v = check_direction(traj, limit.target(), label=limit.describe(), **kw)
+        v = check_direction(traj, limit.target(), label=limit.describe(), **{"norm": limit.norm, **kw})
     return v.with_evidence(predicted=limit.to_dict(), observed=observed_limit(traj).to_dict())
 
 
@@ -513,6 +673,112 @@ def check_init_rule(problems: Sequence, *, rule: Callable = None, horizon: str =
     if bar is not None:
         bar.close()
     return check_limits(trajs, [rule(p) for p in problems], tol=tol)
+
+
+# --- per-coordinate fates (Thm 3.2) -------------------------------------------------------------
+@dataclass(frozen=True)
+class Fates:
+    """Predicted limit of every ``beta_j`` (``inf``: diverges).
+
+    >>> Fates((0.0, 0.125, math.inf)).describe()
+    'beta -> (0, 0.125, inf)'
+    """
+
+    beta: tuple[float, ...]
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", tuple(float(b) for b in self.beta))
+
+    def describe(self) -> str:
+        return self.label or "beta -> (" + ", ".join(f"{b:.4g}" for b in self.beta) + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"beta": [b if math.isfinite(b) else "inf" for b in self.beta], "label": self.label,
+                "describe": self.describe()}
+
+
+def predict_linf_fates(problem) -> Fates:
+    """Thm 3.2 (linf-SAM, L >= 2, one example, balanced init alpha; *secondary source*):
+    ``beta_j -> 0`` (even L) or ``rho^L`` (odd L) when ``alpha_j < rho``, ``beta_j = rho^L``
+    when ``alpha_j = rho``, divergence when ``alpha_j > rho``.  Hypothesis (THEORY.md's
+    measurement): no coordinate blows up, i.e. every ``alpha_j <= rho`` -- otherwise the
+    blow-up ends the flow first and the minor ``beta_j`` stop short.
+
+    >>> from sambias import Problem, Init
+    >>> p = Problem(depth=3, algorithm="linf-sam", rho=0.5, X=[[3.0, 2.0]], y=[1],
+    ...             init=Init(layers=[[0.3, 0.5]] * 3))
+    >>> predict_linf_fates(p).beta
+    (0.125, 0.125)
+    """
+    x, y = _single_example(problem)
+    W0 = problem.initial_weights()
+    L, rho = problem.depth, problem.rho
+    if L < 2 or np.any(y * x <= 0) or np.any(W0 <= 0) or not np.allclose(W0, W0[0], rtol=0, atol=0):
+        raise ValueError("Thm 3.2 is for L >= 2, y x_j > 0 and a balanced positive init")
+    alpha = W0[0]
+    if np.any(alpha > rho):
+        raise ValueError("Thm 3.2's fates assume no coordinate blows up (every alpha_j <= rho)")
+    below = 0.0 if L % 2 == 0 else rho ** L
+    return Fates(tuple(rho ** L if a == rho else below for a in alpha))
+
+
+def check_fates(traj, fates: Fates, *, rtol: float = 1e-3, settle: float = 0.75) -> Verdict:
+    """Does every ``beta_j`` end at its predicted value (within ``rtol`` of
+    ``max(|predicted|, rho^L)``), or diverge where ``inf`` is predicted?  ``fails`` only at
+    a converged horizon: a coordinate off by more than its tolerance that moved less than
+    half of that error since ``settle`` of the run (in ``log10 t``); a coordinate still
+    moving is ``inconclusive``."""
+    info = run_info(traj)
+    p = traj.problem
+    scale = p.rho ** p.depth if p.rho > 0 else 1.0
+    pred = np.array(fates.beta)
+    b = traj.beta
+    if pred.shape != (p.dim,):
+        raise ValueError(f"{pred.size} predicted fates for d = {p.dim}")
+    lt = traj.log10_t
+    first = lt[np.isfinite(lt)][0]     # log10 t = -inf at t = 0
+    k = int(np.searchsorted(lt, first + settle * (lt[-1] - first)))
+    k = min(max(k, 0), len(lt) - 1)
+    end, mid = b[-1], b[k]
+    fin = np.isfinite(pred)
+    tol = rtol * np.maximum(np.abs(pred[fin]), scale)
+    err = np.abs(end[fin] - pred[fin])
+    moved = np.abs(end[fin] - mid[fin])
+    ev = {"predicted": fates.to_dict(), "beta_final": end, "beta_at_settle": mid, "tol": tol, "error": err,
+          "moved_since_settle": moved, "margin_units": "decades of the worst error below its tolerance", **info}
+    big = ~fin
+    diverge = None
+    if big.any():
+        growing = bool(np.all(np.abs(end[big]) > np.abs(mid[big])))
+        ev["diverging_final"] = end[big]
+        if not (np.all(np.abs(end[big]) >= 100 * scale) and growing):
+            off = float(np.abs(end[big]).min())
+            diverge = Verdict("inconclusive" if growing else "fails",
+                              f"a coordinate predicted to diverge is at {off:.3g}" +
+                              (" and growing" if growing else " and not growing"), -1.0,
+                              {**ev, "decided_by": "divergence"})
+    if not fin.any():
+        return diverge or Verdict("holds", "every predicted divergence seen", 0.0, {**ev, "decided_by": "divergence"})
+    worst = float(np.max(err / tol))
+    margin = -math.log10(max(worst, 1e-300))
+    if worst <= 1.0 and diverge is not None:
+        return diverge
+    if worst <= 1.0:
+        if np.all(moved <= tol):
+            return Verdict("holds", f"every beta_j within its tolerance of {fates.describe()} (worst error "
+                                    f"{worst:.2g} x tol) at log10 t = {traj.log10_t_final:.4g}", margin,
+                           {**ev, "decided_by": "measured values"})
+        return Verdict("inconclusive", "within tolerance but still moving", math.nan,
+                       {**ev, "decided_by": "horizon (not converged)"})
+    j = int(np.flatnonzero(fin)[int(np.argmax(err / tol))])
+    settled = err / tol > 1.0
+    if np.all(moved[settled] < 0.5 * err[settled]):
+        return Verdict("fails", f"beta_{j} settles at {end[j]:.6g}, predicted {pred[j]:.6g} (error {worst:.3g} x tol, "
+                                f"moved {moved.max():.2g} since log10 t = {lt[k]:.4g})", margin,
+                       {**ev, "decided_by": "settled value"})
+    return Verdict("inconclusive", f"beta_{j} = {end[j]:.6g} still moving towards or away from {pred[j]:.6g}",
+                   math.nan, {**ev, "decided_by": "horizon (not converged)"})
 
 
 # --- sequential feature amplification ------------------------------------------------------
@@ -611,9 +877,9 @@ class AmplificationProfile:
 
 
 def _normalised_gradient_norms(traj) -> np.ndarray:
-    from sambias.flows import NumpyField
+    from sambias.symbolic import GeneratedField
 
-    f = NumpyField(traj.problem)
+    f = GeneratedField(traj.problem)
     out = np.empty(traj.weights.shape[0])
     for i, W in enumerate(traj.weights):
         out[i] = np.linalg.norm(f.normalised_gradient(W.ravel())) if np.any(W) else 0.0
@@ -703,7 +969,14 @@ def check_amplification(traj, prediction: Amplification) -> Verdict:
     ``fails`` at the first violated part (a)-(e); ``inconclusive`` when everything seen
     agrees but the major has not taken over yet (or a share has not peaked); ``fails``
     also on a collapse (the statement is about runs that do not collapse).
+    ``evidence["decided_by"]`` names the deciding part.
     """
+    v = _check_amplification_parts(traj, prediction)
+    part = v.reason[:3] if v.reason.startswith("(") else ("all parts" if v.holds else "collapse or no leader")
+    return v.with_evidence(decided_by=part)
+
+
+def _check_amplification_parts(traj, prediction: Amplification) -> Verdict:
     prof = amplification_profile(traj)
     info = run_info(traj)
     located = [l.index for l in prof.leaders]
@@ -755,16 +1028,43 @@ def _leader_path(leaders: Sequence[Leader]) -> str:
     return " -> ".join(str(l.index) for l in leaders) if leaders else "none"
 
 
-def check_first_leaders(trajectories: Sequence, *, order: str = "minor-to-major") -> Verdict:
+@dataclass(frozen=True)
+class FirstLeaders:
+    """The prediction of :func:`check_first_leaders` for a sweep of init scales: the
+    ``order`` in which the first leader moves as the scale grows and, optionally, the
+    predicted first leader of every run (``None``: :func:`predict_first_leader`).
+
+    >>> FirstLeaders("minor-to-major", (1, 1, 0)).leaders
+    (1, 1, 0)
+    """
+
+    order: str = "minor-to-major"
+    leaders: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.order not in ("minor-to-major", "major-to-minor"):
+            raise ValueError("order must be 'minor-to-major' or 'major-to-minor'")
+        if self.leaders is not None:
+            object.__setattr__(self, "leaders", tuple(int(k) for k in self.leaders))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"order": self.order, "leaders": None if self.leaders is None else list(self.leaders)}
+
+
+def check_first_leaders(trajectories: Sequence, *, order: str = "minor-to-major",
+                        leaders: Sequence[int] | None = None) -> Verdict:
     """Amplification in init scale: runs ordered by increasing init scale (same data and
-    rho).  Among the runs that do not collapse, (i) the first leader is the predicted
-    ``argmax |x_j|(1 - rho|x_j|/N0)`` in each run and (ii) its ``|x|``-rank moves only in
-    direction ``order`` as the scale grows ("minor-to-major": a larger init skips the
-    early minor phase); (iii) the largest scale starts with the major."""
+    rho).  Among the runs that do not collapse, (i) the first leader is the predicted one
+    (``leaders[i]`` for run i, by default ``argmax |x_j|(1 - rho|x_j|/N0)``) in each run and
+    (ii) its ``|x|``-rank moves only in direction ``order`` as the scale grows
+    ("minor-to-major": a larger init skips the early minor phase); (iii) the largest scale
+    starts with the major."""
+    if leaders is not None and len(leaders) != len(trajectories):
+        raise ValueError(f"{len(leaders)} predicted first leaders for {len(trajectories)} runs")
     rows = []
-    for tr in trajectories:
+    for i, tr in enumerate(trajectories):
         prof = amplification_profile(tr)
-        pred = predict_first_leader(tr.problem)
+        pred = predict_first_leader(tr.problem) if leaders is None else int(leaders[i])
         first = prof.leaders[0].index if prof.leaders else None
         rows.append({"scale": tr.problem.init.scale, "collapsed": prof.collapsed, "first_leader": first,
                      "rank": None if first is None else prof.ranks[first], "predicted": pred,

@@ -95,12 +95,56 @@ class NegativeControl:
 
 
 @dataclass(frozen=True)
+class Rival:
+    """A competing prediction: ``predict(problems)`` returns a prediction of the claim's
+    type (or raises ``ValueError`` where the rival says nothing).  It is checked with the
+    claim's own check on the claim's own trajectories; a claim holds only if every rival
+    is separated from it (predicts differently) on some instance and rejected there.
+
+    >>> from sambias.verify import checks
+    >>> l2 = Rival("l2-target", lambda ps: checks.Limit.direction(ps[0].X[0]), "the L = 1 answer x/|x|")
+    >>> l2.name
+    'l2-target'
+    """
+
+    name: str
+    predict: Callable[[tuple[Any, ...]], Any]
+    description: str = ""
+
+
+def same_prediction(a: Any, b: Any) -> bool:
+    """Whether two predictions say the same thing (labels ignored; directions within
+    1e-9 rad).
+
+    >>> from sambias.verify.checks import Limit
+    >>> same_prediction(Limit.basis(0, 2, label="x"), Limit.direction([1.0, 0.0]))
+    True
+    >>> same_prediction(Limit.basis(0, 2), Limit.zero(2))
+    False
+    """
+    from .checks import Limit
+
+    if isinstance(a, Limit) and isinstance(b, Limit):
+        if (a.kind == "zero") != (b.kind == "zero") or a.dim != b.dim:
+            return False
+        if a.kind == "zero":
+            return True
+        u, v = np.array(a.vector), np.array(b.vector)
+        return float(np.linalg.norm(u - v)) <= 1e-9
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(same_prediction(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@dataclass(frozen=True)
 class Claim:
     """A checkable statement.
 
     ``generate(rng, n)`` yields up to ``n`` :class:`Instance` s; ``predict(problems)``
     computes a prediction (needed when instances carry none, and for shrinking
-    counterexamples); ``check(trajectories, prediction) -> Verdict``.  ``mutants``
+    counterexamples); ``check(trajectories, prediction) -> Verdict``.  ``rivals`` are
+    competing predictions (:class:`Rival`) the instances must separate and the check
+    reject.  ``mutants``
     (``prediction, instance -> [(name, wrong prediction)]``) feeds the power test;
     ``quick`` puts the claim in the ``--quick`` subset; ``admissible(problems)`` (optional)
     says whether problems satisfy the hypotheses -- counterexample shrinking never leaves
@@ -120,6 +164,7 @@ class Claim:
     mutants: Callable[[Any, Instance], list[tuple[str, Any]]] | None = None
     quick: bool = True
     admissible: Callable[[tuple[Any, ...]], bool] | None = None
+    rivals: tuple[Rival, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.id or any(c.isspace() for c in self.id):
@@ -127,6 +172,10 @@ class Claim:
         if "\n" in self.statement:
             raise ValueError("statement must be one line")
         object.__setattr__(self, "negative_controls", tuple(self.negative_controls))
+        object.__setattr__(self, "rivals", tuple(self.rivals))
+        names = [r.name for r in self.rivals]
+        if len(names) != len(set(names)):
+            raise ValueError(f"claim {self.id}: rival names must be distinct, got {names}")
 
     def instances(self, rng: np.random.Generator, n: int) -> list[Instance]:
         """Up to ``n`` instances, each with its prediction filled in."""
@@ -148,7 +197,8 @@ class Claim:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "statement": self.statement, "latex": self.latex, "hypotheses": self.hypotheses,
                 "source": self.source, "settings": self.settings.to_dict(),
-                "negative_controls": [{"name": c.name, "description": c.description} for c in self.negative_controls]}
+                "negative_controls": [{"name": c.name, "description": c.description} for c in self.negative_controls],
+                "rivals": [{"name": r.name, "description": r.description} for r in self.rivals]}
 
 
 # --- results -------------------------------------------------------------------------------
@@ -171,19 +221,80 @@ class InstanceResult:
 
 @dataclass
 class ControlResult:
-    """A negative control: rejected when its verdict is "fails"."""
+    """A negative control over the instances it applies to: each instance's verdict in
+    ``parts``; the control is rejected when it applies somewhere and every one of those
+    instances comes out "fails" (a control that applies to no instance is an error)."""
 
     control: NegativeControl
     verdict: Verdict
     instances: int
+    parts: list = field(default_factory=list, repr=False)
+
+    @property
+    def rejected_instances(self) -> int:
+        return sum(v.fails for v in self.parts) if self.parts else int(self.verdict.fails)
 
     @property
     def rejected(self) -> bool:
-        return self.verdict.fails
+        return self.instances > 0 and self.rejected_instances == self.instances
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.control.name, "description": self.control.description, "verdict": self.verdict.outcome,
-                "rejected": self.rejected, "instances": self.instances, "reason": self.verdict.reason}
+                "rejected": self.rejected, "instances": self.instances,
+                "rejected_instances": self.rejected_instances, "reason": self.verdict.reason}
+
+
+@dataclass(frozen=True)
+class RivalOutcome:
+    """A rival on one instance: its prediction, whether it ``disagrees`` with the
+    claim's, and -- where it does -- the check's verdict on it (and the claim's)."""
+
+    label: str
+    prediction: Any
+    disagrees: bool
+    verdict: Verdict | None
+    claim_outcome: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "prediction": _describe(self.prediction), "disagrees": self.disagrees,
+                "verdict": None if self.verdict is None else self.verdict.outcome,
+                "reason": self.note if self.verdict is None else self.verdict.reason,
+                "claim_verdict": self.claim_outcome}
+
+
+@dataclass
+class RivalResult:
+    """A rival run through the claim's check on the claim's trajectories.
+
+    ``separated``: instances where it predicts something else; ``rejected_on``: those
+    of them where the check says "fails"; the rival is ``rejected`` when that happens at
+    least once and it is never accepted where the claim is rejected."""
+
+    rival: Rival
+    outcomes: list[RivalOutcome]
+
+    @property
+    def separated(self) -> int:
+        return sum(o.disagrees for o in self.outcomes)
+
+    @property
+    def rejected_on(self) -> int:
+        return sum(o.disagrees and o.verdict is not None and o.verdict.fails for o in self.outcomes)
+
+    @property
+    def accepted_where_claim_rejected(self) -> int:
+        return sum(o.verdict is not None and o.verdict.holds and o.claim_outcome == "fails" for o in self.outcomes)
+
+    @property
+    def rejected(self) -> bool:
+        return self.rejected_on >= 1 and self.accepted_where_claim_rejected == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.rival.name, "description": self.rival.description, "separated": self.separated,
+                "rejected_on": self.rejected_on, "rejected": self.rejected,
+                "accepted_where_claim_rejected": self.accepted_where_claim_rejected,
+                "instances": [o.to_dict() for o in self.outcomes]}
 
 
 @dataclass
@@ -191,8 +302,9 @@ class ClaimResult:
     """A claim checked: the combined ``verdict``, each instance (``instance_results``,
     with their trajectories) and each negative control (``controls``).
 
-    ``instances`` is the number of instances and ``negative_controls`` the pair
-    ``(run, rejected)`` -- the numbers of the ``sambias.verdicts/1`` entry.
+    ``instances`` is the number of instances, ``negative_controls`` the pair
+    ``(run, rejected)`` counted over (control, instance) pairs, and ``rivals`` each
+    rival's result -- the numbers of the ``sambias.verdicts/1`` entry.
     """
 
     claim: Claim
@@ -201,6 +313,7 @@ class ClaimResult:
     controls: list[ControlResult]
     quick: bool
     seconds: float
+    rivals: list[RivalResult] = field(default_factory=list)
 
     @property
     def instances(self) -> int:
@@ -213,16 +326,24 @@ class ClaimResult:
 
     @property
     def negative_controls_run(self) -> int:
-        return len(self.controls)
+        # a control that applies to no instance still counts once, unrejected
+        return sum(max(1, c.instances) for c in self.controls)
 
     @property
     def negative_controls_rejected(self) -> int:
-        return sum(c.rejected for c in self.controls)
+        return sum(c.rejected_instances if c.instances else 0 for c in self.controls)
+
+    @property
+    def rivals_summary(self) -> dict[str, int]:
+        """``{"run": n, "rejected": k, "separated": m}`` over the claim's rivals."""
+        return {"run": len(self.rivals), "rejected": sum(r.rejected for r in self.rivals),
+                "separated": sum(r.separated > 0 for r in self.rivals)}
 
     @property
     def ok(self) -> bool:
         """The claim holds and every negative control was rejected."""
-        return self.verdict.holds and self.negative_controls_rejected == self.negative_controls_run
+        return (self.verdict.holds and self.negative_controls_rejected == self.negative_controls_run
+                and all(r.rejected for r in self.rivals))
 
     @property
     def worst_margin(self) -> float:
@@ -237,7 +358,8 @@ class ClaimResult:
                 "horizon": s.horizon_for(self.quick), "time": s.time, "precision": s.precision, "rtol": s.rtol,
                 "quick": self.quick, "seconds": round(self.seconds, 3),
                 "instances": [r.to_dict() for r in self.instance_results],
-                "negative_controls": [c.to_dict() for c in self.controls]}
+                "negative_controls": [c.to_dict() for c in self.controls],
+                "rivals": [r.to_dict() for r in self.rivals]}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``sambias.verdicts/1`` entry of CONTRACT.md (plus extra fields)."""
@@ -246,6 +368,7 @@ class ClaimResult:
                          "instances": self.instances,
                          "negative_controls": {"run": self.negative_controls_run,
                                                "rejected": self.negative_controls_rejected},
+                         "rivals": self.rivals_summary,
                          "evidence": self.evidence, "latex": c.latex, "hypotheses": c.hypotheses,
                          "source": c.source})
 
@@ -357,10 +480,57 @@ def run_claim(claim: Claim, *, quick: bool = False, simulate: Callable | None = 
                     continue
                 parts.append(check_instance(claim, claim.complete(mutated), runs, quick).verdict)
             v = combine(parts) if parts else Verdict("inconclusive", "control applies to no instance")
-            ctrl.append(ControlResult(nc, v, len(parts)))
+            ctrl.append(ControlResult(nc, v, len(parts), parts))
+    rivals = [run_rival(claim, rv, results) for rv in claim.rivals]
+    verdict = rival_verdict(verdict, rivals)
     if _runs is None and runs.bar is not None:
         runs.bar.close()
-    return ClaimResult(claim, verdict, results, ctrl, quick, time.perf_counter() - start)
+    return ClaimResult(claim, verdict, results, ctrl, quick, time.perf_counter() - start, rivals)
+
+
+def run_rival(claim: Claim, rival: Rival, results: Sequence[InstanceResult]) -> RivalResult:
+    """Check ``rival`` on every instance where it disagrees with the claim, with the
+    claim's check on the trajectories already simulated for the claim."""
+    out = []
+    for r in results:
+        inst = r.instance
+        try:
+            pred = rival.predict(inst.problems)
+        except Exception as exc:  # the rival says nothing about this instance
+            out.append(RivalOutcome(inst.label, None, False, None, r.verdict.outcome,
+                                    f"rival does not apply: {_one_line(exc)}"))
+            continue
+        if pred is None or same_prediction(pred, inst.prediction):
+            out.append(RivalOutcome(inst.label, pred, False, None, r.verdict.outcome, "same prediction as the claim"))
+            continue
+        if not r.trajectories:
+            out.append(RivalOutcome(inst.label, pred, True, Verdict("inconclusive", "no trajectories"),
+                                    r.verdict.outcome))
+            continue
+        out.append(RivalOutcome(inst.label, pred, True, safe_check(claim.check, r.trajectories, pred),
+                                r.verdict.outcome))
+    return RivalResult(rival, out)
+
+
+def rival_verdict(verdict: Verdict, rivals: Sequence[RivalResult]) -> Verdict:
+    """The claim's verdict given its rivals: "holds" stays only if every rival is
+    separated and rejected; else "inconclusive" naming the first rival left standing."""
+    ev = {**verdict.evidence, "rivals": {r.rival.name: {"separated": r.separated, "rejected_on": r.rejected_on}
+                                         for r in rivals}}
+    if verdict.fails:
+        beaten = [r.rival.name for r in rivals if r.accepted_where_claim_rejected]
+        more = f"; rival(s) {', '.join(beaten)} hold where the claim fails" if beaten else ""
+        return Verdict("fails", verdict.reason + more, verdict.margin, ev)
+    if not verdict.holds:
+        return Verdict(verdict.outcome, verdict.reason, verdict.margin, ev)
+    for r in rivals:
+        if r.separated == 0:
+            return Verdict("inconclusive", f"instances do not separate rival {r.rival.name}", math.nan,
+                           {**ev, "decided_by": "rivals"})
+        if not r.rejected:
+            return Verdict("inconclusive", f"rival {r.rival.name} is not rejected on any of the {r.separated} "
+                                           f"instance(s) where it disagrees", math.nan, {**ev, "decided_by": "rivals"})
+    return Verdict("holds", verdict.reason, verdict.margin, ev)
 
 
 def run_claims(ids: Sequence[str] | None = None, quick: bool = False, progress: bool = False, *,

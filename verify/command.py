@@ -1,7 +1,8 @@
 """``sambias verify [CLAIM ...] [--quick] [--json FILE]`` and ``--list`` (CONTRACT.md).
 
 The CLI calls :func:`command`; it prints a table (claim, verdict, instances, negative
-controls rejected/run, worst margin), writes the ``sambias.verdicts/1`` JSON and returns
+controls rejected/run counted over instances, rivals rejected/separated/run, worst
+margin), writes the ``sambias.verdicts/1`` JSON and returns
 the exit status: 0 when every checked claim holds and every negative control was
 rejected, 1 otherwise, 2 on bad input (one line on ``err``, never a traceback).
 
@@ -42,11 +43,13 @@ def verdicts_document(results: Sequence, *, quick: bool | None = None) -> dict[s
 
 def command(claim_ids: list[str], quick: bool, json_path: str | None, list_only: bool,
             out: TextIO = sys.stdout, err: TextIO = sys.stderr, *, simulate: Callable | None = None,
-            claims: Sequence | None = None) -> int:
+            claims: Sequence | None = None, power: bool = False) -> int:
     """Run ``sambias verify``; returns the exit status (see the module docstring).
 
     ``claims`` replaces the catalogue and ``simulate`` the integrator (for tests and
-    users' own catalogues)."""
+    users' own catalogues).  ``power`` also runs the wrong rules of
+    :mod:`sambias.verify.power` through every claim's check (exit 1 if one survives; the
+    JSON gains ``"power"``)."""
     from .catalogue import catalogue
 
     pool = list(claims) if claims is not None else list(catalogue())
@@ -71,14 +74,23 @@ def command(claim_ids: list[str], quick: bool, json_path: str | None, list_only:
     progress = bool(getattr(err, "isatty", lambda: False)())
     results = run_claims(claim_ids or None, quick=quick, progress=progress, claims=pool, simulate=simulate)
     print(format_table(results), file=out)
+    rows = None
+    if power:
+        from .power import format_power, power as run_power
+
+        rows = run_power(results)
+        print(format_power(rows), file=out)
     if json_path is not None:
+        doc = verdicts_document(results, quick=quick)
+        if rows is not None:
+            doc["power"] = [r.to_dict() for r in rows]
         try:
-            Path(json_path).write_text(json.dumps(verdicts_document(results, quick=quick), indent=1) + "\n",
-                                       encoding="utf-8")
+            Path(json_path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         except OSError as exc:
             print(f"sambias verify: --json {json_path}: cannot write ({exc.strerror or exc})", file=err)
             return EXIT_BAD
-    return EXIT_OK if results and all(r.ok for r in results) else EXIT_FAIL
+    survived = rows is not None and not all(r.rejected for r in rows)
+    return EXIT_OK if results and all(r.ok for r in results) and not survived else EXIT_FAIL
 
 
 def _unwritable(path: str) -> str | None:
@@ -95,12 +107,14 @@ def _unwritable(path: str) -> str | None:
 
 def format_table(results: Sequence) -> str:
     """The terminal table: one row per claim and a summary line."""
-    head = ("claim", "verdict", "instances", "controls rejected/run", "worst margin", "seconds")
+    head = ("claim", "verdict", "instances", "controls rejected/run", "rivals rejected/separated/run",
+            "worst margin", "seconds")
     rows = []
     for r in results:
         m = r.worst_margin
         rows.append((r.claim.id, r.verdict.outcome + ("" if r.ok or not r.verdict.holds else " (control!)"),
                      str(r.instances), f"{r.negative_controls_rejected}/{r.negative_controls_run}",
+                     "{rejected}/{separated}/{run}".format(**r.rivals_summary),
                      "-" if math.isnan(m) else f"{m:+.2f}", f"{r.seconds:.1f}"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
@@ -110,10 +124,17 @@ def format_table(results: Sequence) -> str:
         lines.append(f"  {r.claim.id}: {r.verdict.reason}")
         for c in r.controls:
             if not c.rejected:
-                lines.append(f"    negative control {c.control.name!r} not rejected ({c.verdict.outcome}): "
-                             f"{c.verdict.reason}")
+                lines.append(f"    negative control {c.control.name!r} not rejected on "
+                             f"{c.instances - c.rejected_instances}/{c.instances} instance(s) "
+                             f"({c.verdict.outcome}): {c.verdict.reason}")
+        for rv in r.rivals:
+            if not rv.rejected:
+                lines.append(f"    rival {rv.rival.name!r} not rejected: separated on {rv.separated}, "
+                             f"rejected on {rv.rejected_on}")
     held = sum(r.verdict.holds for r in results)
     lines.append(f"{held}/{len(results)} claims hold; negative controls rejected "
                  f"{sum(r.negative_controls_rejected for r in results)}/{sum(r.negative_controls_run for r in results)}"
+                 " (instances); rivals rejected "
+                 f"{sum(r.rivals_summary['rejected'] for r in results)}/{sum(len(r.rivals) for r in results)}"
                  " (margin: decades of slack of the deciding test)")
     return "\n".join(lines)

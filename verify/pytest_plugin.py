@@ -7,8 +7,10 @@ Fixtures:
 
 * ``sambias_claim`` -- call it with a :class:`~sambias.verify.Claim`; the claim is
   checked (quick horizons and instance counts unless ``--sambias-full``), its negative
-  controls must be rejected, and a failure prints the verdict and the smallest
-  counterexample found (shrunk: fewer coordinates/examples, rounder numbers)::
+  controls must be rejected, each of its rivals (``Claim(rivals=(Rival(name, predict),))``)
+  must be separated from it on some instance and rejected there, and a failure prints
+  the verdict and the smallest counterexample found (shrunk: fewer coordinates/examples,
+  rounder numbers)::
 
       def test_mine(sambias_claim):
           sambias_claim(Claim("my-claim", "one line", generate=gen, predict=pred, check=chk))

@@ -244,8 +244,9 @@ def assert_claim(claim: Claim, *, quick: bool = True, simulate: Callable | None 
                  shrink: bool = True, allow_inconclusive: bool = False, controls: bool = True,
                  budget: int = 60) -> ClaimResult:
     """Check a claim; raise :class:`ClaimFailed` with the smallest counterexample found
-    when it fails (or is inconclusive, unless ``allow_inconclusive``), or when one of its
-    negative controls is not rejected.  Returns the :class:`ClaimResult` otherwise."""
+    when it fails (or is inconclusive, unless ``allow_inconclusive``), when a rival is
+    not separated from it and rejected, or when one of its negative controls is not
+    rejected.  Returns the :class:`ClaimResult` otherwise."""
     runs = _Runs(simulate)
     res = run_claim(claim, quick=quick, seed=seed, controls=controls, _runs=runs)
     if res.verdict.fails:
@@ -253,6 +254,13 @@ def assert_claim(claim: Claim, *, quick: bool = True, simulate: Callable | None 
         cx = _counterexample(claim, failures, quick=quick, runs=runs, shrink=shrink, budget=budget)
         raise ClaimFailed(f"claim {claim.id!r} fails on {len(failures)} of {res.instances} instance(s)\n"
                           + cx.describe(), res, cx)
+    standing = [r for r in res.rivals if not r.rejected]
+    if standing and not res.verdict.fails:
+        raise ClaimFailed(f"claim {claim.id!r}: {res.verdict.reason if res.verdict.inconclusive else ''} -- "
+                          "rival(s) left standing: "
+                          + "; ".join(f"{r.rival.name} (separated on {r.separated}, rejected on {r.rejected_on} "
+                                      f"of {len(r.outcomes)} instance(s))" for r in standing)
+                          + "; add instances where the claim and the rival disagree", res)
     if res.verdict.inconclusive and not allow_inconclusive:
         bad = [r for r in res.instance_results if r.verdict.inconclusive]
         raise ClaimFailed(f"claim {claim.id!r} is inconclusive on {len(bad)} of {res.instances} instance(s): "

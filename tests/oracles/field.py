@@ -1,7 +1,8 @@
-"""Hand-written, vectorised numpy vector fields of the SAM flows (the reference).
+"""Hand-written, vectorised numpy vector fields of the SAM flows (a test oracle).
 
-This is the independent implementation every generated kernel is checked against,
-and the fallback the integrators use.  It follows THEORY.md directly:
+This is the independent implementation the generated kernels (the engine,
+``sambias.symbolic.GeneratedField``) are checked against; it left the package with
+issue 9 and lives on here.  It follows THEORY.md directly:
 
 * state ``W`` of shape ``(L, d)``; flat vectors are layer-major, ``w[l*d + j] = W[l, j]``;
 * ``beta = prod_l W[l]``, margins ``z = A @ beta`` with ``A = y[:, None] * X``;
