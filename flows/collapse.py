@@ -78,7 +78,7 @@ def collapse_status(log10_t: float, tau: float, w: np.ndarray | None = None, pro
     """The ``"collapse: ..."`` status; with the weights and the problem it names the columns
     that reached 0 and those that never move (``x_j = 0`` for every example: ``F_j = 0``)."""
     where = f"at log10 t = {log10_t:.6g} (tau = {tau:.6g})"
-    tail = "; the l2-SAM perturbation rho F/|F| is undefined there (0/0)"
+    tail = "; the normalised perturbation (rho F/|F| for l2-SAM) is undefined there (0/0)"
     if w is not None and problem is not None:
         W = np.asarray(w, float).reshape(problem.depth, problem.dim)
         idle = np.flatnonzero(np.all(np.asarray(problem.signed_data) == 0.0, axis=0) & np.any(W != 0.0, axis=0))

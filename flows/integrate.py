@@ -238,6 +238,11 @@ def _where_of(s: float, r: float) -> str:
     return f"log10 t = {log10_t_from_s(s):.6g} (tau = {tau_from_r(r):.6g})"
 
 
+def _log_expm1(s: float) -> float:
+    """``ln(e^s - 1)`` for ``s > 0`` without forming ``e^s`` (``s = ln(1 + T)`` of T = 1e400)."""
+    return s + math.log(-math.expm1(-s))
+
+
 def _arc(a: np.ndarray, b: np.ndarray) -> float:
     d = np.asarray(b, float) - np.asarray(a, float)
     m = float(np.max(np.abs(d))) if d.size else 0.0
@@ -460,7 +465,16 @@ class _Run:
             if zero.any():
                 mode, decisions = self.model.settle(w, mode, zero, np.zeros(self.d, bool), tol=self._ftol(w, mode))
                 self._log("start", 0.0, 0.0, decisions=decisions)
+        if float(np.max(np.abs(w))) >= self.w_max:
+            # the data's scale alone puts the margins or the clock's gradient past float64 at
+            # t = 0 (e.g. an entry of X near 1e308): integrating would crawl or meet inf/NaN
+            self._log("overflow", 0.0, 0.0)
+            raise _Stop(f"overflow: at t = 0 the margins or the clock leave float64's range (max |x| = "
+                        f"{float(np.max(np.abs(self.problem.signed_data))):.3g}, |w| = "
+                        f"{float(np.max(np.abs(w))):.3g}); use precision mp:DIGITS")
         w, s, r, nu = self._skip_start(w, mode)
+        if self.reached:
+            return
         first_step = None
         chatter, last_event_nu = 0, None
         while True:
@@ -625,18 +639,32 @@ class _Run:
         tau1 = 1e-3 / max(rate, speed, 1.0)
         if phi0 + math.log(tau1) < 20.0:       # e^{-phi} not negligible against tau_1: no skip
             return w, 0.0, 0.0, 0.0
-        sol = _solve(lambda _t, ww: np.asarray(flow(ww)[0], float), (0.0, tau1), w, method="DOP853",
-                     rtol=self.rtol, atol=self.atol)
-        w1 = sol.y[:, -1]
+        # a horizon inside the skipped stretch ends the run there (a large start margin and a
+        # short horizon: W barely moves); the main loop would start past it and never stop
+        if self.time == "physical" and self.s_target < phi0 + math.log(tau1):
+            tau1 = min(tau1, math.exp(_log_expm1(self.s_target) - phi0))
+            self.reached = True
+        elif self.time == "rescaled" and self.r_target <= math.log1p(tau1):
+            tau1 = math.expm1(self.r_target)
+            self.reached = True
+        if tau1 > 0.0:
+            sol = _solve(lambda _t, ww: np.asarray(flow(ww)[0], float), (0.0, tau1), w, method="DOP853",
+                         rtol=self.rtol, atol=self.atol)
+            w1 = sol.y[:, -1]
+            self.nfev += int(sol.nfev)
+        else:                                   # tau at the horizon underflows: W cannot move
+            w1 = np.array(w, float)
         x = max(rate, 0.0) * tau1
-        log_t1 = phi0 + (math.log(math.expm1(x) / x) if x > 0 else 0.0) + math.log(tau1)
+        log_t1 = phi0 + (math.log(math.expm1(x) / x) if x > 0 else 0.0) + (math.log(tau1) if tau1 > 0 else -math.inf)
         s1 = float(np.logaddexp(0.0, log_t1))
+        if self.reached and self.time == "physical":
+            s1 = self.s_target
+            log_t1 = _log_expm1(s1) if s1 > 0 else -math.inf
         r1 = math.log1p(tau1)
         nu1 = r1 + _arc(w, w1) / self.w_scale
         self.segments.append(_LinearSegment(w, w1, 0.0, nu1, 0.0, s1, 0.0, r1))
         self._save(0, 0.0, w, 0.0, 0.0)
         self._save(0, nu1, w1, s1, r1)
-        self.nfev += int(sol.nfev)
         self._log("start", 0.0, 0.0, note=f"first tau = {tau1:.3g} (t = 1e{log_t1 / math.log(10):.6g}) "
                                              "integrated with the clock taken analytically")
         return w1.copy(), s1, r1, nu1

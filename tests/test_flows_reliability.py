@@ -213,3 +213,43 @@ def test_depth2_balanced_corner_is_still_held():
     p = Problem(depth=2, algorithm="linf-sam", rho=0.5, X=[[3.0, 2.0]], y=[1], init=Init(layers=[[0.3, -0.2]] * 2))
     tr = simulate(p, "5", time="rescaled")
     assert tr.ok and np.all(tr.weights[-1][:, 1] == 0.0)
+
+
+@pytest.mark.parametrize("algorithm", ["usam", "l2-sam", "linf-sam"])
+def test_data_past_float64_range_is_an_overflow_status_at_once(algorithm):
+    """X = 1e308 (found by the slow fuzz run): float64 hung over 100 s (usam, l2-SAM) or ended
+    with a math domain error; now an immediate "overflow" status pointing to mp, and mp
+    carries the same problem (the weights cannot move by t = 1e6: dtau/dt = e^{-4e306})."""
+    p = Problem(depth=2, algorithm=algorithm, rho=0.5, X=[[1e308, 2.0, 1.0, 0.5]], y=[1],
+                init=Init(scale=0.2))
+    tr = simulate(p, "1e6")
+    assert tr.status.startswith("overflow: at t = 0") and "mp:DIGITS" in tr.status
+    if algorithm == "usam":
+        mp = simulate(p, "1e6", precision="mp:30")
+        assert mp.ok and mp.log10_t_final == pytest.approx(6.0, abs=1e-9)
+        np.testing.assert_allclose(mp.beta_final, np.full(4, 0.04), rtol=1e-12)
+
+
+def test_ordinary_data_is_not_refused_by_the_range_check():
+    """Control: the same problem with X = 3 runs."""
+    p = Problem(depth=2, algorithm="usam", rho=0.5, X=[[3.0, 2.0, 1.0, 0.5]], y=[1], init=Init(scale=0.2))
+    assert simulate(p, "1e6").ok
+
+
+@pytest.mark.parametrize("horizon", ["1e-3", "1e6", "1e400"])
+def test_a_horizon_inside_the_skipped_start_ends_the_run_there(horizon):
+    """Found by the slow fuzz run: L = 1 l2-SAM with init 1001 (margins ~1500) and T = 1e-3
+    integrated for minutes -- the analytic skip of the first instant jumped past the horizon
+    and the main loop never met it (at T = 1e400 it ended in an OverflowError).  With W
+    frozen over that stretch tau = T e^{-phi(0)} exactly, phi = log dt/dtau from the field."""
+    from sambias.symbolic import GeneratedField
+
+    p = Problem(depth=1, algorithm="l2-sam", rho=0.5, X=[[2.0, 1.0], [1.0, 3.0], [-1.0, -1.0], [-2.0, 0.5]],
+                y=[1, 1, -1, -1], init=Init(scale=1001.0))
+    tr = simulate(p, horizon)
+    assert tr.ok and tr.log10_t_final == pytest.approx(float(horizon[2:]) if horizon != "1e-3" else -3.0, abs=1e-9)
+    np.testing.assert_allclose(tr.beta_final, [1001.0, 1001.0], rtol=1e-12)
+    _, log_S = GeneratedField(p).rescaled(np.full(2, 1001.0))
+    log10_tau = tr.log10_t_final + float(log_S) / math.log(10)
+    if log10_tau > -300:                     # tau itself is representable (T = 1e400)
+        assert math.log10(tr.tau_final) == pytest.approx(log10_tau, abs=1e-6)
