@@ -39,11 +39,21 @@ class _Terminated(BaseException):
     runner recording a failed instance) cannot swallow it."""
 
 
+def _one_line(text: str) -> str:
+    """A message as one printable line: user text (a key, a path) may carry control characters
+    such as \\x1e that terminals and ``str.splitlines`` take for line breaks; they are escaped."""
+    text = text.replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    while "  " in text:
+        text = text.replace("  ", " ")
+    return text.strip()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse prints a usage block on errors; the contract asks for one line."""
 
     def error(self, message: str) -> None:  # noqa: D102 - argparse hook
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe must surface here, not at interpreter exit
         return code
     except SambiasError as exc:
-        print(f"sambias {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sambias {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"sambias {args.command}: interrupted", file=sys.stderr)
@@ -162,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         where = _innermost_frame(exc)
         print(f"sambias {args.command}: internal error: {exc.__class__.__name__}: "
-              f"{' '.join(str(exc).split())[:200]} (at {where}; please report it)", file=sys.stderr)
+              f"{_one_line(str(exc))[:200]} (at {where}; please report it)", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
         restore()

@@ -263,3 +263,15 @@ def test_an_internal_error_is_one_line_with_its_own_status(capsys, monkeypatch):
     monkeypatch.setenv("SAMBIAS_TRACEBACK", "1")
     with pytest.raises(IndexError):
         main(["simulate", "example:gd-depth2", "--horizon", "1e-3"])
+
+
+def test_control_characters_in_user_text_stay_on_one_escaped_line(tmp_path, capsys):
+    """Found by the slow fuzz run: an unknown key "\\x1e" (a record separator, which
+    str.splitlines takes for a line break) was echoed raw into the error line."""
+    from sambias.cli import main
+
+    bad = tmp_path / "ctl.json"
+    bad.write_text('{"depth": 2, "algorithm": "gd", "X": [[1.0]], "y": [1], "init": {"\\u001e\\u2028": 1}}')
+    assert main(["simulate", str(bad), "--horizon", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "\\x1e\\u2028" in err and "unknown key" in err
