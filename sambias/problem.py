@@ -202,17 +202,7 @@ def load_problem(path: str | Path) -> Problem:
     if isinstance(path, str) and path.startswith(EXAMPLE_PREFIX):
         path = _example(path[len(EXAMPLE_PREFIX):])
     path = Path(path)
-    _check_regular_file(path, MAX_FILE_BYTES, "")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProblemError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProblemError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    if path.suffix.lower() == ".json":
-        raw = _parse_json(text, path)
-    else:
-        raw = _parse_toml(text, path)
+    raw = read_document(path)
     try:
         return problem_from_dict(raw, base_dir=path.parent, source=str(path))
     except ProblemError as exc:
@@ -261,6 +251,29 @@ def problem_from_dict(raw: Mapping[str, Any], *, base_dir: Path | None = None,
                    name=raw.get("name", ""), description=raw.get("description", ""), source=source)
 
 
+def read_document(path: Path, kind: str = "problem file") -> dict:
+    """The table of a ``.toml`` or ``.json`` file (problem or sweep), read defensively: an
+    ordinary file of sane size, numbers as exact decimals, no NaN/Inf, no repeated JSON key,
+    no nesting deep enough to exhaust the stack.  Every fault is one :class:`ProblemError`
+    line starting with the path.
+
+    >>> read_document(Path("missing.toml"))
+    Traceback (most recent call last):
+    ...
+    sambias.errors.ProblemError: missing.toml: no such file
+    """
+    _check_regular_file(path, MAX_FILE_BYTES, "")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProblemError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProblemError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    if path.suffix.lower() == ".json":
+        return _parse_json(text, path, kind)
+    return _parse_toml(text, path, kind)
+
+
 def _check_regular_file(path: Path, max_bytes: int, where: str) -> None:
     """Refuse what is not an ordinary file of sane size -- a directory, /dev/zero or a FIFO
     would otherwise fail obscurely or be read forever.  ``where`` prefixes the message
@@ -282,7 +295,7 @@ def _check_regular_file(path: Path, max_bytes: int, where: str) -> None:
         raise fault(f"has {info.st_size} bytes, above the limit of {max_bytes}")
 
 
-def _parse_toml(text: str, path: Path) -> dict:
+def _parse_toml(text: str, path: Path, kind: str = "problem file") -> dict:
     try:
         return tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
@@ -290,12 +303,12 @@ def _parse_toml(text: str, path: Path) -> dict:
     except ProblemError:
         raise
     except RecursionError:
-        raise ProblemError(f"{path}: not a problem file (arrays/tables nested too deeply)") from None
+        raise ProblemError(f"{path}: not a {kind} (arrays/tables nested too deeply)") from None
     except (ValueError, ArithmeticError) as exc:  # e.g. an integer past Python's 4300 digits
         raise ProblemError(f"{path}: not a usable TOML number ({_one_line(exc)})") from None
 
 
-def _parse_json(text: str, path: Path) -> dict:
+def _parse_json(text: str, path: Path, kind: str = "problem file") -> dict:
     def constant(name: str) -> Any:
         raise ProblemError(f"{path}: {name} is not a number (NaN/Inf are not allowed)")
 
@@ -315,7 +328,7 @@ def _parse_json(text: str, path: Path) -> dict:
     except ProblemError:
         raise
     except RecursionError:
-        raise ProblemError(f"{path}: not a problem file (arrays/objects nested too deeply)") from None
+        raise ProblemError(f"{path}: not a {kind} (arrays/objects nested too deeply)") from None
     except (ValueError, ArithmeticError) as exc:  # an integer past 4300 digits, 1e99999999999999999
         raise ProblemError(f"{path}: not a usable JSON number ({_one_line(exc)})") from None
 

@@ -20,7 +20,6 @@ import itertools
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 
 from sambias.errors import ProblemError
 from sambias.horizon import parse_horizon
-from sambias.problem import LOSSES, load_problem, problem_from_dict
+from sambias.problem import LOSSES, load_problem, problem_from_dict, read_document
 
 SCHEMA = "sambias.sweep/1"
 _TOP_KEYS = {"problem", "horizon", "time", "precision", "method", "rtol", "atol", "axes", "sample",
@@ -171,30 +170,13 @@ def load_sweep(path: str | Path) -> Sweep:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            raw = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
-        else:
-            raw = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{path}: not valid TOML ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise SweepError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except ValueError as exc:
-        raise SweepError(f"{path}: {exc}") from None
+        raw = read_document(path, "sweep file")
+    except ProblemError as exc:
+        raise SweepError(str(exc)) from None
     try:
         return sweep_from_dict(raw, base_dir=path.parent)
     except ProblemError as exc:
         raise SweepError(f"{path}: {exc}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number (NaN/Inf are not allowed)")
 
 
 def sweep_from_dict(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> Sweep:
