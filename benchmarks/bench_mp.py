@@ -24,6 +24,21 @@ Neither float64 run treats linf-SAM's discontinuity; where it chatters it is cut
 evaluation budget and reported as such.  The ratio is mp time / float64 time,
 measured in the same run, in CPU time of the process (wall time is recorded too; on a
 shared machine it is distorted by other jobs).
+
+*mp:50 to t = 10 against heyoka.py* (issue 11.4; ``--t10``; 11 minutes for the d = 4 cases on a loaded machine): issue 11's
+instances (x = linspace(3, 0.5, d), rho 0.5, init 0.2; L = 2, 3; d = 4, 16; GD, l2-SAM,
+linf-SAM) plus a GD case whose coordinate 2 starts at 1e-19 in both layers (beta_2 ~ 1e-38).
+Same run, CPU seconds: sambias *before* (libmp field and tableau, no guard digits, local
+tolerance = rtol: the path as it was), sambias *after* (gmpy2 field where it pays, gmpy2
+tableau, guard digits, GBS safety 1e-3),
+both with warm kernel caches, and the after path *cold* (symbolic/ and the printers' caches
+cleared: derivation + printing included, the analogue of heyoka's compile); heyoka.py's
+Taylor integrator in ``real`` at 166 bits, compile (building ``taylor_adaptive``: JIT) and
+integration apart.  Correct digits (fewest over the coordinates, relative) of before/after
+against heyoka at 300 bits (the oracle), and of after against heyoka at 200 bits and mp:80.
+The oracle's ODE is typed in by hand (tests/oracles/heyoka_flow.py).  ``--t1e400`` runs only
+the t = 1e400 table below; no flag runs both; ``--only TEXT`` (repeatable) keeps the t = 10
+cases whose name contains TEXT.
 """
 
 from __future__ import annotations
@@ -151,7 +166,132 @@ def rhs_cost() -> dict:
     return out
 
 
+# --- mp:50 to t = 10 against heyoka.py (issue 11.4) --------------------------------------------------
+T10 = 10.0
+
+
+class _before_11_4:
+    """The integrator as it was before issue 11.4: no guard digits, local tolerance = rtol,
+    libmp extrapolation tableau (the field: pass ``mp_field(p, "libmp")``)."""
+
+    def __enter__(self):
+        from sambias.flows import mp_integrators as mi
+        self.mi, self.saved = mi, (mi.GUARD_DIGITS, mi.GBS_SAFETY, mi.FAST_TABLEAU)
+        mi.GUARD_DIGITS, mi.GBS_SAFETY, mi.FAST_TABLEAU = 0, "1", False
+
+    def __exit__(self, *exc):
+        self.mi.GUARD_DIGITS, self.mi.GBS_SAFETY, self.mi.FAST_TABLEAU = self.saved
+
+
+def _digits(got, ref) -> float:
+    worst = 99.0
+    with mpmath.workprec(400):
+        for u, v in zip(got, ref):
+            u, v = mpmath.mpf(u), mpmath.mpf(v)
+            if u != v:
+                worst = min(worst, float(-mpmath.log10(abs(u - v) / max(abs(u), abs(v)))))
+    return round(worst, 2)
+
+
+def _cpu(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.process_time() - c0, time.perf_counter() - t0
+
+
+def t10_problems() -> list[tuple[str, Problem]]:
+    out = []
+    for L in (2, 3):
+        for d in (4, 16):
+            for alg in ("gd", "l2-sam", "linf-sam"):
+                x = np.linspace(3.0, 0.5, d).tolist()
+                out.append((f"{alg} L={L} d={d}",
+                            Problem(depth=L, algorithm=alg, rho=RHO, X=[x], y=[1], init=Init(scale=0.2))))
+    layers = [[0.2, 0.3, 1e-19], [0.2, 0.3, 1e-19]]
+    out.append(("gd L=2 d=3 tiny", Problem(depth=2, algorithm="gd", X=[[3.0, 2.0, 0.5]], y=[1],
+                                             init=Init(layers=layers))))
+    return out
+
+
+def t10() -> dict:
+    from sambias.flows.mp_field import mp_field as make_field, fr_kernels, raw_kernels
+    from sambias.symbolic.cache import clear_caches
+    from tests.oracles.heyoka_flow import heyoka_final
+
+    rows = []
+    head = (f"{'case':18s} {'before':>7s} {'after':>6s} {'cold':>6s} {'hy166':>6s} {'+comp':>6s} "
+            f"{'after/hy+c':>10s} {'d_bef':>6s} {'d_aft':>6s} {'d_h200':>6s} {'d_mp80':>6s} {'min|w|':>8s}")
+    print(head)
+    print("-" * len(head), flush=True)
+    only = [a for k, a in zip(sys.argv, sys.argv[1:]) if k == "--only"]
+    for name, p in t10_problems():
+        if only and not any(o in name for o in only):
+            continue
+        w_h300, _ = heyoka_final(p, T10, prec=300)
+        w_h200, _ = heyoka_final(p, T10, prec=200)
+        w_h166, info166 = heyoka_final(p, T10, prec=166)
+        # cold = derivation + printing of the kernels (caches cleared) + the warm run below
+        _, derive_cpu, _ = _cpu(lambda: (clear_caches(), raw_kernels.cache_clear(), fr_kernels.cache_clear(),
+                                         make_field(p)))
+        with _before_11_4():
+            before, before_cpu, before_wall = _cpu(lambda: simulate_mp(p, str(T10), digits=DIGITS,
+                                                                       field=make_field(p, "libmp")))
+        after, after_cpu, after_wall = _cpu(lambda: simulate_mp(p, str(T10), digits=DIGITS))
+        cold_cpu = derive_cpu + after_cpu
+        mp80, mp80_cpu, _ = _cpu(lambda: simulate_mp(p, str(T10), digits=80))
+        w = lambda tr: tr.stats["w_final_mp"]  # noqa: E731
+        hy_total = info166["compile_cpu_s"] + info166["integrate_cpu_s"]
+        row = {
+            "case": name, "status": [before.status, after.status, mp80.status],
+            "before_cpu_s": before_cpu, "before_nfev": before.stats["nfev"],
+            "after_cpu_s": after_cpu, "after_nfev": after.stats["nfev"], "after_wall_s": after_wall,
+            "after_cold_cpu_s": cold_cpu, "mp80_cpu_s": mp80_cpu,
+            "heyoka166_compile_cpu_s": info166["compile_cpu_s"], "heyoka166_integrate_cpu_s": info166["integrate_cpu_s"],
+            "heyoka166_compile_wall_s": info166["compile_s"], "heyoka166_integrate_wall_s": info166["integrate_s"],
+            "heyoka166_steps": info166["nsteps"],
+            "ratio_after_over_heyoka166_with_compile": after_cpu / hy_total,
+            "ratio_cold_over_heyoka166_with_compile": cold_cpu / hy_total,
+            "ratio_after_over_heyoka166_integrate": after_cpu / info166["integrate_cpu_s"],
+            "speedup_after_over_before": before_cpu / after_cpu,
+            "digits_before_vs_h300": _digits(w(before), w_h300),
+            "digits_after_vs_h300": _digits(w(after), w_h300),
+            "digits_after_vs_h200": _digits(w(after), w_h200),
+            "digits_after_vs_mp80": _digits(w(after), w(mp80)),
+            "digits_mp80_vs_h300": _digits(w(mp80), w_h300),
+            "digits_h166_vs_h300": _digits(w_h166, w_h300),
+            "min_abs_w": float(min(abs(mpmath.mpf(v)) for v in w(after))),
+        }
+        rows.append(row)
+        _write_t10(rows)     # after every case: a long run interrupted still leaves its rows
+        print(f"{name:18s} {before_cpu:7.2f} {after_cpu:6.2f} {cold_cpu:6.2f} {info166['integrate_cpu_s']:6.2f} "
+              f"{hy_total:6.2f} {row['ratio_after_over_heyoka166_with_compile']:10.2f} "
+              f"{row['digits_before_vs_h300']:6.1f} {row['digits_after_vs_h300']:6.1f} "
+              f"{row['digits_after_vs_h200']:6.1f} {row['digits_after_vs_mp80']:6.1f} {row['min_abs_w']:8.1e}",
+              flush=True)
+    print(f"wrote {_write_t10(rows)}")
+    return rows
+
+
+def _write_t10(rows: list) -> Path:
+    import gmpy2
+    import heyoka
+
+    result = {"schema": "sambias.bench.mp_t10/1", "digits": DIGITS, "horizon": T10, "cases": rows,
+              "python": sys.version.split()[0], "mpmath": mpmath.__version__, "gmpy2": gmpy2.version(),
+              "heyoka": heyoka.__version__,
+              "note": "CPU seconds of this process (heyoka's JIT threads included); "
+                      "machine shared with six other jobs"}
+    out = Path(__file__).resolve().parent / "results" / "mp_t10.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def main() -> int:
+    if "--t1e400" not in sys.argv:
+        t10()
+        if "--t10" in sys.argv:
+            return 0
     rows = []
     for alg in ("gd", "l2-sam", "linf-sam"):
         for alpha in (0.2, 1.0):

@@ -31,7 +31,8 @@ class CollapseWatch:
         self.field = field
         self.rtol = rtol
         # (a scaled norm: at an init of 1e-300 the squares underflow and |F| would read 0)
-        self.norm0 = _norm(np.asarray(field.normalised_gradient(w0), float))
+        with np.errstate(over="ignore", under="ignore"):     # _norm falls back to a scaled sum
+            self.norm0 = _norm(np.asarray(field.normalised_gradient(w0), float))
 
     @staticmethod
     def applies(problem) -> bool:

@@ -33,10 +33,12 @@ TIE_RTOL = 1e-12
 
 def _leader(b: np.ndarray, tie_rtol: float) -> int | None:
     """Index of the unique largest entry of ``b`` (``None`` on a tie within ``tie_rtol``)."""
-    top = int(np.argmax(b))
+    top = int(b.argmax())
     if b.size == 1:
         return top
-    second = float(np.max(np.delete(b, top)))
+    rest = b.copy()
+    rest[top] = -np.inf
+    second = float(rest.max())
     if b[top] - second > tie_rtol * max(float(b[top]), 1e-300):
         return top
     return None

@@ -263,6 +263,8 @@ class FilippovModel:
         counts = pinned.sum(axis=0)
         if not pinned.any() or self.rho == 0.0:
             dw[pinned.ravel()] = 0.0
+            if cg is not None:
+                gl = self._with_control_motion(w, mode, dw, gl)
             return dw, log_S, gl
         corners = np.flatnonzero(counts >= 2)
         g_base = gl
@@ -310,6 +312,23 @@ class FilippovModel:
         nf2 = float(np.dot(out, out))
         g_eff = -dphi * out / nf2 if nf2 > 0.0 else np.zeros_like(out)
         return out, -phi, g_eff
+
+    def _with_control_motion(self, w: np.ndarray, mode: Mode, dw: np.ndarray, gl: np.ndarray) -> np.ndarray:
+        """``gl`` corrected along ``dw`` so that ``gl . dw`` is ``d log S/dtau`` *with* the
+        equivalent controls of the ``g_j = 0`` slides following ``W`` (held fixed, the clock
+        drifted by 1e-4 in log10 t against mp within tau = 0.2: issue 9).  A central
+        difference along the flow, the controls re-solved at both ends."""
+        nf2 = float(np.dot(dw, dw))
+        if nf2 == 0.0:
+            return gl
+        h = 1e-7 / float(np.max(np.abs(dw))) * max(float(np.max(np.abs(w))), 1e-3)
+
+        def log_S_at(x):
+            m = mode.copy()
+            Pi, G = self.signs(x, m, self.solve_g_controls(x, m))
+            return self._field_all(x, self.sigma_from(Pi, G))[1]
+        rate = (log_S_at(w + h * dw) - log_S_at(w - h * dw)) / (2.0 * h)
+        return gl + ((rate - float(np.dot(gl, dw))) / nf2) * dw
 
     def flow(self, w: np.ndarray, mode: Mode) -> tuple[np.ndarray, float]:
         dw, log_S, _ = self.flow_and_grad(w, mode)

@@ -5,8 +5,9 @@ lie far past float64's range (``t = 1e400``, ``1e1000``):
 
 * the flow is integrated in log time (:mod:`sambias.flows.logtime`: state
   ``(W, ln(1 + t) - phi(W), ln(1 + tau))`` in a clock that follows the arc length of ``W``
-  and ``ln(1 + tau)``) with ``scipy.integrate.solve_ivp`` -- dense output, events, and the
-  analytic Jacobian for the implicit methods (Radau, BDF, LSODA).  Physical time is never
+  and ``ln(1 + tau)``) with scipy's solver classes stepped by the run loop shared with mp
+  (:mod:`sambias.flows.steppers`, :mod:`sambias.flows.driver`) -- dense output, events,
+  and the analytic Jacobian for the implicit methods (Radau, BDF, LSODA).  Physical time is never
   integrated as such, whatever ``time`` says: ``t`` passes 1e308 and the loss underflows
   long before the horizons this is for;
 * the horizon is an event (``ln(1 + t) = ln(1 + T)`` for ``time="physical"``,
@@ -35,7 +36,7 @@ import time as _time
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from scipy.integrate import solve_ivp
+from scipy.integrate import OdeSolution
 
 from sambias.errors import ProblemError, SimulationError
 from sambias.horizon import Horizon, parse_horizon
@@ -43,17 +44,23 @@ from sambias.problem import Problem
 
 from .collapse import CollapseWatch, collapse_status, is_filippov
 from .dominant import dominant_switches
+from .driver import Event, Progress, advance
 from .filippov import FilippovModel
+from .steppers import Float64Stepper
 from .logtime import LN10, LogTimeSystem, ln1p_of_horizon, log10_t_from_s, tau_from_r
 from .losses import log10_loss_rows
 from .trajectory import Trajectory
 
 METHODS = ("auto", "Radau", "BDF", "LSODA", "DOP853", "RK45")
-IMPLICIT = ("Radau", "BDF", "LSODA")
 DEFAULT_RTOL = 1e-9
 AUTO_METHOD = "LSODA"       # stiffness switching: Adams early, BDF once the clock is stiff (README)
 AUTO_FALLBACK = "BDF"       # what "auto" retries a segment with when LSODA gives up, and uses
 AUTO_STIFF = 100.0          # for segments that start with the clock's relaxation rate above this
+STIFF_SWITCH = 10.0         # "auto" leaves LSODA for BDF once that rate passes this within a run
+# Off: BDF stalls on THEORY.md's l2-SAM flagship (alpha = 0.2, rtol 1e-5: steps ~1e-4 in tau past
+# log10 t ~ 1e27, 15000 steps short of tau = 80, also before this switch existed) where LSODA
+# finishes in 4.4k steps; the 5x fewer steps it saves on GD are not worth a stalled report.
+SWITCH_TO_BDF = False
 ATOL_FLOOR = 1e-100
 DEFAULT_MAX_STEPS = 1_000_000
 MAX_SAVED = 20_000          # saved points kept in memory (to_json thins further to 300)
@@ -76,7 +83,7 @@ def simulate(problem: Problem, horizon: Horizon | str | float | int, *, time: st
     :func:`~sambias.horizon.parse_horizon` reads (``"1e400"`` is legal and is reached);
     ``time="physical"`` stops at ``t = T``, ``time="rescaled"`` at ``tau = T``.
     ``precision`` is ``"float64"`` or ``"mp:DIGITS"`` (mpmath, digits >= 10).
-    ``method`` is ``"auto"`` (LSODA; BDF for segments that start stiff or that LSODA gives
+    ``method`` is ``"auto"`` (LSODA; BDF once the clock turns stiff, for segments LSODA gives
     up on, and for linf-SAM throughout), ``"Radau"``, ``"BDF"``, ``"LSODA"`` (all three get the analytic Jacobian),
     ``"DOP853"`` or ``"RK45"`` (explicit: fine to ``t = 1e1000``, slow far beyond, where the
     clock is stiff).  ``rtol`` defaults to 1e-9 (float64; the mp default otherwise).
@@ -114,7 +121,7 @@ def simulate(problem: Problem, horizon: Horizon | str | float | int, *, time: st
             raise SimulationError("mp precision not available") from None
         mp_field = field if field is not None and hasattr(field, "rescaled_mp") else None
         return simulate_mp(problem, h, time=time, digits=digits, rtol=rtol, atol=atol, field=mp_field,
-                           max_steps=max_steps)
+                           max_steps=max_steps, progress=progress)
     run = _Run(problem, h, time=time, method=_canonical_method(method), rtol=rtol, atol=atol,
                field=field, events=tuple(events), max_steps=max_steps, progress=progress)
     return run.run()
@@ -163,47 +170,17 @@ class _Stop(Exception):
         self.status = status
 
 
-class _EndpointCache:
-    """An event function that answers at a step's two ends with the values it gave there.
-
-    ``solve_ivp`` detects a sign change from the values at the step ends, then brackets
-    the root by evaluating the event on the *dense output* at those same ends; LSODA's
-    dense output does not reproduce the step's end state to the last bit, so for a state
-    sitting on a switching surface (a coordinate at 0) the two could disagree in sign and
-    ``brentq`` would refuse the bracket.  Replaying the step-end values keeps them consistent.
-    """
-
-    def __init__(self, fn: Callable) -> None:
-        self.fn = fn
-        self.terminal = getattr(fn, "terminal", False)
-        self.direction = getattr(fn, "direction", 0.0)
-        self.__name__ = getattr(fn, "__name__", "event")
-        self.t_last = -math.inf
-        self.v_last = None
-        self.t_prev = None
-        self.v_prev = None
-
-    def __call__(self, t: float, y: np.ndarray) -> float:
-        if t > self.t_last:          # a new step end
-            self.t_prev, self.v_prev = self.t_last, self.v_last
-            self.t_last, self.v_last = t, float(self.fn(t, y))
-            return self.v_last
-        if t == self.t_last:
-            return self.v_last
-        if t == self.t_prev:
-            return self.v_prev
-        return float(self.fn(t, y))
-
-
 class _Segment:
-    """One ``solve_ivp`` call: its system (for the coordinate map) and dense output."""
+    """One stretch integrated in one mode: its system (for the coordinate map) and the
+    steps' interpolants."""
 
-    def __init__(self, system: LogTimeSystem, sol) -> None:
+    def __init__(self, system: LogTimeSystem, ts: list, interps: list, first: tuple) -> None:
         self.system = system
-        self.sol = sol
+        self.sol = OdeSolution(ts, interps) if len(ts) > 1 else None
+        self.first = first         # (w, s, r) at its start: all there is of a segment without steps
 
     def state(self, nu: float) -> tuple[np.ndarray, float, float]:
-        return self.system.unpack(self.sol.sol(nu))
+        return self.system.unpack(self.sol(nu)) if self.sol is not None else self.first
 
 
 class _FrozenSegment:
@@ -249,6 +226,25 @@ def _arc(a: np.ndarray, b: np.ndarray) -> float:
     return m * math.sqrt(float(np.dot(d / m, d / m))) if m > 0 else 0.0
 
 
+class _Recorder:
+    """Collects a segment's step ends and interpolants (and ticks the progress bar)."""
+
+    def __init__(self, nu0: float, y0: np.ndarray, system: LogTimeSystem) -> None:
+        self.system = system
+        self.ts, self.interps = [nu0], []
+        self.points = [system.unpack(y0)]
+        self.stepper = None
+        self.tick = None
+
+    def __call__(self, t, y, dense) -> None:
+        self.interps.append(dense if dense is not None else self.stepper.dense_output())
+        self.ts.append(t)
+        # (w, s, r) now: the events have just evaluated the field at y (memoised)
+        self.points.append(self.system.unpack(y))
+        if self.tick is not None and len(self.ts) % 20 == 0:
+            self.tick(y)
+
+
 class _Run:
     def __init__(self, problem, horizon, *, time, method, rtol, atol, field, events, max_steps, progress):
         self.problem = problem
@@ -270,6 +266,7 @@ class _Run:
         self.L, self.d = problem.depth, problem.dim
         self.N = self.L * self.d
         self.w0 = problem.initial_weights().ravel()
+        self.w0_max = float(np.abs(self.w0).max()) if self.w0.size else 0.0
         scale = float(np.max(np.abs(self.w0))) if self.w0.size else 0.0
         # Relative accuracy per coordinate matters: a coordinate driven down to 1e-36 (l2-SAM)
         # can come back and lead, so the default absolute floor is far below any weight.
@@ -315,92 +312,59 @@ class _Run:
         self.reached = False
         self.frozen_from = None
         self.stationary = None        # why a frozen run is no success (set by _frozen)
+        self.stiff_seen = False       # "auto": the clock turned stiff, BDF from then on
         self._bar = None
 
     # --- event functions --------------------------------------------------------------
-    def _make_events(self, system: LogTimeSystem, mode) -> list[tuple[str, Callable]]:
+    def _make_events(self, system: LogTimeSystem, mode, method: str = "") -> list[Event]:
         m = system.m
-        evs: list[tuple[str, Callable]] = []
-
+        evs: list[Event] = []
+        if SWITCH_TO_BDF and self.method_asked == "auto" and method == AUTO_METHOD:
+            # LSODA stays in its Adams mode once the clock turns stiff (1700 stability-limited
+            # steps to t = 1e400 on L = 2 GD, 309 for BDF): the segment ends there and the
+            # next one starts stiff, hence with BDF
+            evs.append(Event("stiff", lambda nu, y: STIFF_SWITCH - system.clock_stiffness(y), direction=-1))
         if self.time == "physical":
             def horizon(nu, y):
                 return system.unpack(y)[1] - self.s_target
         else:
             def horizon(nu, y):
                 return y[m + 1] - self.r_target
-        horizon.terminal, horizon.direction = True, 1
-        evs.append(("horizon", horizon))
+        evs.append(Event("horizon", horizon, direction=1))
 
         def overflow(nu, y):
-            return self.w_max - (float(np.max(np.abs(y[:m]))) if m else 0.0)
-        overflow.terminal, overflow.direction = True, -1
-        evs.append(("overflow", overflow))
+            return self.w_max - (max(float(y[:m].max()), -float(y[:m].min())) if m else 0.0)
+        evs.append(Event("overflow", overflow, direction=-1))
 
         log_rel = math.log(FREEZE_RTOL * self.rtol)
 
         def frozen(nu, y):
             left, _ = self._motion_left(lambda ww: system.evaluate(ww)[:2], system.weights(y), float(y[m + 1]))
             return float(np.clip(left - log_rel, -50.0, 50.0))
-        frozen.terminal, frozen.direction = True, -1
-        evs.append(("frozen", frozen))
+        evs.append(Event("frozen", frozen, direction=-1))
 
         if self.collapse is not None:
-            def collapse(nu, y):
-                return self.collapse.value(system.weights(y))
-            collapse.terminal, collapse.direction = True, -1
-            evs.append(("collapse", collapse))
+            evs.append(Event("collapse", lambda nu, y: self.collapse.value(system.weights(y)), direction=-1))
 
         if self.model is not None:
             model = self.model
-
-            def cross(nu, y):
-                return model.cross_value(system.weights(y), mode)
-            cross.terminal, cross.direction = True, -1
-            evs.append(("cross", cross))
+            evs.append(Event("cross", lambda nu, y: model.cross_value(system.weights(y), mode), direction=-1))
             if model.g_varies:
-                def gsurf(nu, y):
-                    return model.g_value(system.weights(y), mode)
-                gsurf.terminal, gsurf.direction = True, -1
-                evs.append(("g", gsurf))
+                evs.append(Event("g", lambda nu, y: model.g_value(system.weights(y), mode), direction=-1))
             if mode.pinned.any() or mode.gslide.any():
-                def release(nu, y):
-                    return model.release_value(system.weights(y), mode)
-                release.terminal, release.direction = True, -1
-                evs.append(("release", release))
+                evs.append(Event("release", lambda nu, y: model.release_value(system.weights(y), mode),
+                                 direction=-1))
 
         for k, ev in enumerate(self.user_events):
             def user(nu, y, ev=ev):
                 return float(ev(tau_from_r(y[m + 1]), system.weights(y)))
-            user.terminal = bool(getattr(ev, "terminal", False))
-            user.direction = float(getattr(ev, "direction", 0.0))
-            evs.append((f"user:{getattr(ev, '__name__', k)}", user))
-
-        # called once per accepted step: counts steps, drives the progress bar, enforces max_steps
-        state = {"calls": 0, "stop_nu": None}
-
-        def monitor(nu, y):
-            if state["stop_nu"] is not None:
-                return state["stop_nu"] - nu
-            state["calls"] += 1
-            if state["calls"] > 1:
-                self._last = (nu, np.array(y))
-                if self.steps + state["calls"] - 1 >= self.max_steps:
-                    state["stop_nu"] = nu
-                    return 0.0
-                if self._bar is not None and state["calls"] % 20 == 0:
-                    _, s_now, r_now = system.unpack(y)
-                    self._tick(s_now, r_now)
-            return 1.0
-        monitor.terminal, monitor.direction = True, -1
-        evs.append(("max_steps", monitor))
+            evs.append(Event(f"user:{getattr(ev, '__name__', k)}", user,
+                             direction=int(np.sign(float(getattr(ev, "direction", 0.0)))),
+                             terminal=bool(getattr(ev, "terminal", False))))
         return evs
 
     def _tick(self, s: float, r: float) -> None:
-        target = self.s_target if self.time == "physical" else self.r_target
-        done = s if self.time == "physical" else r
-        self._bar.n = int(1000 * min(max(done / target, 0.0), 1.0)) if target > 0 else 1000
-        self._bar.set_postfix_str(f"log10 t={log10_t_from_s(s):.4g}", refresh=False)
-        self._bar.refresh()
+        self._bar.update(s if self.time == "physical" else r, log10_t_from_s(s))
 
     # --- saving -----------------------------------------------------------------------------
     def _save(self, seg_index: int, nu: float, w: np.ndarray, s: float, r: float) -> None:
@@ -417,8 +381,7 @@ class _Run:
     def run(self) -> Trajectory:
         start = _time.perf_counter()
         if self.progress:
-            from tqdm import tqdm
-            self._bar = tqdm(total=1000, desc="simulate", unit="‰", leave=False)
+            self._bar = Progress(self.s_target if self.time == "physical" else self.r_target)
         try:
             with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
                 self._integrate()
@@ -433,7 +396,7 @@ class _Run:
                 raise SimulationError(f"the vector field failed at the start: {exc}") from None
             self.status = collapse_status(log10_t_from_s(self.s[-1]), tau_from_r(self.r[-1]), self.W[-1], self.problem)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            # numerical failures outside solve_ivp (root brackets at a switch, ...): the run
+            # numerical failures outside the steppers (root brackets at a switch, ...): the run
             # still ends with a status and the trajectory computed so far
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.status = f"solver: {type(exc).__name__} ({msg})" + (f" at {self._where()}" if self.s else "")
@@ -493,8 +456,6 @@ class _Run:
             system = LogTimeSystem(flow, grad, flow_jac, w, free, w_scale=self.w_scale, flow_and_grad=both,
                                    couple_clock=mode is None)
             y0 = system.pack(w, s, r)
-            named = self._make_events(system, mode)
-            names = [n for n, _ in named]
             atol_w = np.full(system.m, self.atol)
             if self.atol_user is None:
                 # a coordinate starting at exactly 0 (a crossing, a zero init) has no scale of
@@ -502,7 +463,7 @@ class _Run:
                 # against the tiny floor, so it gets an absolute tolerance on the weight scale
                 atol_w[y0[:system.m] == 0.0] = self.atol_zero
             method = self.method
-            if self.method_asked == "auto" and system.clock_stiffness(y0) > AUTO_STIFF:
+            if self.method_asked == "auto" and (self.stiff_seen or system.clock_stiffness(y0) > AUTO_STIFF):
                 # LSODA always restarts in its explicit Adams mode; a segment that starts with
                 # the clock already stiff (after a linf-SAM event late in a run) would crawl
                 method = AUTO_FALLBACK
@@ -510,87 +471,73 @@ class _Run:
             # huge, asking delta (the stiff clock) for more makes the first step's predictor
             # (h times a rounding-noise derivative) fail every Newton test (issue 10.1)
             atol_delta = max(self.atol_clock, 4.0 * np.spacing(abs(s)))
-            options: dict[str, Any] = dict(method=method, dense_output=True, rtol=self.rtol,
-                                           atol=np.r_[atol_w, atol_delta, self.atol_clock],
-                                           events=[e if n == "max_steps" else _EndpointCache(e)
-                                                   for n, e in named])
-            if method in IMPLICIT:
-                options["jac"] = system.jac
+            atol = np.r_[atol_w, atol_delta, self.atol_clock]
             if first_step is None:
                 first_step = FIRST_STEP
-            # a step below nu's rounding is a zero-length step: solve_ivp's dense output then
+            # a step below nu's rounding is a zero-length step: the dense output then
             # raises "`ts` must be strictly increasing" (issue 10.1, late restarts at nu ~ 1e24)
-            options["first_step"] = max(system.first_step(y0, first_step), 64.0 * np.spacing(abs(nu)))
+            first = max(system.first_step(y0, first_step), 64.0 * np.spacing(abs(nu)))
             seg_index = len(self.segments)
-            self._last = (nu, y0)
             if self._frozen(flow, w, s, r, nu, rel=FREEZE_RTOL * self.rtol):
                 return
+            rec = _Recorder(nu, y0, system)
             try:
-                sol = solve_ivp(system.fun, (nu, self.nu_end), y0, **options)
-                if sol.status == -1 and self.method_asked == "auto" and options["method"] != AUTO_FALLBACK:
+                out, stepper = self._advance(method, system, nu, y0, atol, first, mode, rec)
+                if out.kind == "failed" and self.method_asked == "auto" and method != AUTO_FALLBACK:
                     # LSODA gives up now and then ("unexpected istate"); BDF with the same
                     # Jacobian takes the segment again from its start
-                    self._log("fallback", s, r, note=f"{options['method']}: {sol.message}; segment redone with {AUTO_FALLBACK}")
+                    self._log("fallback", s, r, note=f"{method}: {out.message}; segment redone with {AUTO_FALLBACK}")
                     self.nfev += system.nfev
                     system.nfev = system.njev = 0
-                    options["method"] = AUTO_FALLBACK
-                    options["jac"] = system.jac
-                    options["events"] = [e if n == "max_steps" else _EndpointCache(e) for n, e in
-                                         self._make_events(system, mode)]
-                    sol = solve_ivp(system.fun, (nu, self.nu_end), y0, **options)
+                    method = AUTO_FALLBACK
+                    rec = _Recorder(nu, y0, system)
+                    out, stepper = self._advance(method, system, nu, y0, atol, first, mode, rec)
             except FloatingPointError:
                 # the l2-SAM perturbation hit F = 0 exactly inside a step
-                nu_l, y_l = self._last
-                self._save(-1, nu_l, *system.unpack(y_l))
+                self._save(-1, rec.ts[-1], *rec.points[-1])
                 self.nfev += system.nfev
                 raise _Stop(collapse_status(log10_t_from_s(self.s[-1]), tau_from_r(self.r[-1]), self.W[-1],
                                             self.problem))
             except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
                 # a solver's internal failure ends the run with a status, never a traceback
-                # (the failed segment's steps are lost: solve_ivp returns nothing of them)
+                # (the failed segment's steps are lost)
                 self.nfev += system.nfev
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise _Stop(f"solver: {options['method']} failed ({msg}) at {self._where()}")
-            self.segments.append(_Segment(system, sol))
+                raise _Stop(f"solver: {method} failed ({msg}) at {self._where()}")
+            self.segments.append(_Segment(system, rec.ts, rec.interps, rec.points[0]))
             self.nfev += system.nfev
             self.njev += system.njev
-            self.nlu += int(getattr(sol, "nlu", 0) or 0)
-            n_new = sol.t.size - 1
+            self.nlu += stepper.nlu
+            n_new = len(rec.ts) - 1
             self.steps += n_new
             if self.nu and seg_index > 0:
                 # the previous segment's last point is this segment's (snapped) first point
                 for lst in (self.seg_of, self.nu, self.W, self.s, self.r):
                     lst.pop()
-            for i in range(sol.t.size):
-                yi = sol.y[:, i]
-                self._save(seg_index, sol.t[i], *system.unpack(yi))
+            for ti, point in zip(rec.ts, rec.points):
+                self._save(seg_index, ti, *point)
             self._thin_memory()
             w, s, r, nu = self.W[-1].copy(), self.s[-1], self.r[-1], self.nu[-1]
             # restart with the last full step (the final one is cut short by the event);
             # never a step below rounding of nu, which would end the next segment at once
             if n_new >= 2:
-                first_step = float(sol.t[-2] - sol.t[-3])
+                first_step = float(rec.ts[-2] - rec.ts[-3])
             first_step = max(first_step or FIRST_STEP, 1e-10 * (1.0 + abs(nu)))
 
-            # non-terminal user events
-            for k, name in enumerate(names):
-                if name.startswith("user:"):
-                    for te in sol.t_events[k]:
-                        ww, ss, rr = self.segments[-1].state(te)
-                        self._log(name[5:], ss, rr)
+            for name, te, ye in out.passed:          # non-terminal user events
+                _, ss, rr = system.unpack(ye)
+                self._log(name[5:], ss, rr)
 
-            if sol.status == -1:
+            if out.kind == "failed":
                 if self.collapse is not None and self.collapse.near(w):
                     raise _Stop(collapse_status(log10_t_from_s(s), tau_from_r(r), w, self.problem))
                 if self._frozen(flow, w, s, r, nu, rel=FREEZE_RTOL_FAILED):
                     return
-                raise _Stop(f"failed: {sol.message} at {self._where()}")
-            if sol.status == 0:
-                raise _Stop(f"stalled: the clock nu reached {self.nu_end:.6g} before the horizon, at {self._where()}")
-            fired = [names[k] for k in range(len(names))
-                     if sol.t_events[k].size and sol.t_events[k][-1] == sol.t[-1]]
-            if not fired:   # pragma: no cover - solve_ivp reports the terminal root exactly
-                raise _Stop(f"failed: unexplained stop at {self._where()}")
+                raise _Stop(f"failed: {out.message} at {self._where()}")
+            if out.kind == "max_steps":
+                raise _Stop(f"max_steps: {self.max_steps} steps taken, stopped at {self._where()}")
+            fired = out.fired
+            self.stiff_seen = self.stiff_seen or "stiff" in fired
             for name in ("collapse", "overflow", "horizon"):
                 if name in fired:
                     return self._final(name, w, s, r)
@@ -599,8 +546,6 @@ class _Run:
             user_terminal = [n for n in fired if n.startswith("user:")]
             if user_terminal:
                 raise _Stop(f"event: {user_terminal[0][5:]} at {self._where()}")
-            if "max_steps" in fired and not any(n in fired for n in ("cross", "g", "release")):
-                raise _Stop(f"max_steps: {self.max_steps} steps taken, stopped at {self._where()}")
             if self.model is None or not any(n in fired for n in ("cross", "g", "release")):
                 continue      # (a "frozen" alarm that did not hold up on a closer look)
             # a linf-SAM switching event: new mode
@@ -615,6 +560,17 @@ class _Run:
             last_event_nu = nu
             if self.steps >= self.max_steps:
                 raise _Stop(f"max_steps: {self.max_steps} steps taken, stopped at {self._where()}")
+
+    def _advance(self, method, system, nu, y0, atol, first, mode, rec):
+        """One segment: a stepper of ``method`` from ``(nu, y0)`` run by the shared loop."""
+        stepper = Float64Stepper(method, system.fun, nu, y0, rtol=self.rtol, atol=atol,
+                                 jac=system.jac, first_step=first, t_bound=self.nu_end)
+        rec.stepper = stepper
+        if self._bar is not None:
+            rec.tick = lambda y: self._tick(*system.unpack(y)[1:])
+        out = advance(stepper, self._make_events(system, mode, method), max_steps=self.max_steps - self.steps,
+                      on_step=rec)
+        return out, stepper
 
     def _skip_start(self, w: np.ndarray, mode) -> tuple[np.ndarray, float, float, float]:
         """Step over the first instant of a run that starts with a large margin, analytically.
@@ -676,8 +632,8 @@ class _Run:
         equilibrium like ``1/tau`` (an overestimate for exponential approaches).
         """
         dw, log_S = flow(w)
-        scale = max(float(np.max(np.abs(w))), float(np.max(np.abs(self.w0))), 1e-300)
-        nf = float(np.max(np.abs(dw))) if np.size(dw) else 0.0
+        scale = max(float(np.abs(w).max()) if w.size else 0.0, self.w0_max, 1e-300)
+        nf = float(np.abs(dw).max()) if np.size(dw) else 0.0
         return (math.log(nf / scale) + r if nf > 0.0 else -math.inf), float(log_S)
 
     def _frozen(self, flow, w, s, r, nu, *, rel: float) -> bool:

@@ -70,10 +70,19 @@ _DELTA_MIN = -650.0
 
 def _norm(v: np.ndarray) -> float:
     """Euclidean norm without overflow (weights may reach 1e150, their squares 1e300+)."""
-    m = float(np.max(np.abs(v))) if v.size else 0.0
+    n2 = float(v @ v) if v.ndim == 1 else math.inf
+    if 1e-280 < n2 < 1e280:
+        return math.sqrt(n2)          # the common case, one reduction (called every step)
+    m = float(np.abs(v).max()) if v.size else 0.0
     if m == 0.0 or not math.isfinite(m):
         return m
     return m * math.sqrt(float(np.dot(v / m, v / m)))
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """``log(e^a + e^b)`` of two floats (numpy's ufunc costs a microsecond per scalar call)."""
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi if lo == -math.inf else hi + math.log1p(math.exp(lo - hi))
 
 
 def log10_t_from_s(s: float | np.ndarray) -> float | np.ndarray:
@@ -179,6 +188,8 @@ class LogTimeSystem:
         """Full flat weights from a state vector (or ``(m+2, k)`` array of them)."""
         y = np.asarray(y, float)
         if y.ndim == 1:
+            if self.m == self.N:
+                return y[:self.m].copy()
             w = self.w_fixed.copy()
             w[self.free] = y[:self.m]
             return w
@@ -195,18 +206,20 @@ class LogTimeSystem:
     def _parts(self, y: np.ndarray):
         w = self.weights(y)
         dw, log_S, gl = self.evaluate(w)
-        f = np.asarray(dw, float)[self.free]
-        g_log_S = np.asarray(gl, float)[self.free]
+        if self.m == self.N:
+            f, g_log_S = np.asarray(dw, float), np.asarray(gl, float)
+        else:
+            f, g_log_S = np.asarray(dw, float)[self.free], np.asarray(gl, float)[self.free]
         nf = _norm(f)
         nw = self.w_scale
         r = float(y[self.m + 1])
         # D = b + A in logs: past tau ~ 1e308 (an equilibrium run to t = 1e400) b underflows
-        log_D = float(np.logaddexp(-r, math.log(nf / nw) if nf > 0.0 else -math.inf))
+        log_D = _logaddexp(-r, math.log(nf / nw) if nf > 0.0 else -math.inf)
         inv_D = math.exp(min(-log_D, _LOG_C_MAX))
         b_over_D = math.exp(-r - log_D)
         # e^{-delta} / D; capped: a start with a huge margin makes s jump to phi at once
         E = math.exp(min(-float(y[self.m]) - log_D, _LOG_C_MAX))
-        G = -float(np.dot(g_log_S, f)) * inv_D     # (dphi/dtau) / D
+        G = -float(g_log_S @ f) * inv_D     # (dphi/dtau) / D
         return w, f, g_log_S, nf, nw, b_over_D, inv_D, E, G
 
     def fun(self, nu: float, y: np.ndarray) -> np.ndarray:

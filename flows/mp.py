@@ -12,9 +12,11 @@ the run stops when ``s`` reaches ``ln(1 + T)`` (``time="physical"``) or ``tau`` 
 also kept as decimal strings at full precision (``stats["w_final_mp"]``, and
 ``s``/``tau``/``log10 t``/``log10 loss`` likewise) for cross-checks finer than float64.
 
-Events are located inside a step by re-stepping from the step start with a shorter step
-(Illinois/regula-falsi on the step length, first guess from a cubic Hermite
-interpolant), so the landing point has the integrator's full accuracy:
+The run loop is the float64 driver's (:func:`sambias.flows.driver.advance` over
+:class:`sambias.flows.steppers.MpStepper`).  Events are located inside a step by
+re-stepping from the step start with a shorter step (Illinois regula falsi on the step
+length), so the landing point has the integrator's full accuracy; leader changes are
+dated the same way (re-taken steps, not a cubic):
 
 * the physical horizon ``s = ln(1 + T)``;
 * l2-SAM collapse: ``|F(W)|`` falls below ``collapse_rtol * |F(W(0))|`` -- the
@@ -73,8 +75,10 @@ from .collapse import collapse_status, is_filippov, is_normalised
 from .dominant import dominant_switches
 from .logtime import log10_t_from_s
 from .mp_field import CollapseError, mp_field
-from .mp_integrators import default_method, make_stepper
-from .trajectory import DominantSwitch, Trajectory
+from .driver import Event, Progress, advance
+from .mp_integrators import default_method
+from .steppers import MpStepper
+from .trajectory import Trajectory
 
 __all__ = ["simulate_mp"]
 
@@ -87,7 +91,7 @@ _CHATTER_LIMIT = 50    # events in a row at (numerically) one instant
 def simulate_mp(problem, horizon, *, time: str = "physical", digits: int = 50,
                 rtol: float | None = None, atol: float | None = None, field=None,
                 max_steps: int | None = None, method: str | None = None,
-                collapse_rtol: float = 1e-12) -> Trajectory:
+                collapse_rtol: float = 1e-12, progress: bool = False) -> Trajectory:
     """Integrate the SAM flow of ``problem`` in mpmath to ``horizon``.
 
     ``horizon`` is a :class:`~sambias.horizon.Horizon` (or anything
@@ -102,7 +106,7 @@ def simulate_mp(problem, horizon, *, time: str = "physical", digits: int = 50,
     ``field`` may replace the vector field: any object with
     ``rescaled_mp(w_list, sigma=None) -> (dw_list, log_S)``; events and diagnostics still
     use the package's field.  ``method`` is ``"gbs"`` (extrapolation, the default above 20
-    digits), ``"rkf78"`` or ``"dopri5"``.
+    digits), ``"rkf78"`` or ``"dopri5"``.  ``progress=True`` shows a tqdm bar on stderr.
 
     Returns a :class:`~sambias.flows.trajectory.Trajectory` with one saved point per
     accepted step and event; ``status`` is ``"ok"`` or why the run stopped early
@@ -131,7 +135,13 @@ def simulate_mp(problem, horizon, *, time: str = "physical", digits: int = 50,
     with mpmath.workdps(digits):
         run = _MpRun(problem, horizon, time, digits, rtol, atol, field, max_steps, method,
                      collapse_rtol)
-        run.integrate()
+        if progress:
+            run.bar = Progress(run.s_target if time == "physical" else mpmath.log1p(run.T))
+        try:
+            run.integrate()
+        finally:
+            if run.bar is not None:
+                run.bar.close()
         return run.trajectory(_time.perf_counter() - start)
 
 
@@ -192,9 +202,10 @@ class _MpRun:
         self.rho = self.mf.rho
         self.linf = is_filippov(problem)
         self.l2 = is_normalised(problem)
-        # the clocks need absolute accuracy (relative accuracy of t and tau)
-        self.stepper = make_stepper(method, rtol=self.rtol, atol=[self.atol_w] * self.N + [self.rtol] * 2,
-                                    digits=digits)
+        # s needs absolute accuracy (relative accuracy of t); tau relative accuracy: a run that
+        # starts with a huge margin spends all of t = 1e400 at tau ~ 1e-35 (issue 9)
+        self.atol_y = [self.atol_w] * self.N + [self.rtol, self.rtol * mpf(ATOL_FLOOR)]
+        self.stepper = None
         self.collapse_rtol = collapse_rtol
         self.nfev = 0
         self.steps = 0
@@ -210,6 +221,7 @@ class _MpRun:
         self.saved_f: list = []
         self.saved_f_in: list = []
         self.saved_nu: list = []
+        self.saved_step: list = []   # (nu0, y0, f0, column) of the step ending at each point, or None
         self.nu = mpf(0)
         self.y: list = []
         # horizon in mp: T is exact decimal text
@@ -227,6 +239,7 @@ class _MpRun:
         self.cg: dict[int, Any] = {}     # their equivalent controls, last solved values
         self.g_trivial = [all(problem.signed_data[i, j] == 0 for i in range(problem.n)) for j in range(problem.dim)]
         self.near_collapse = False
+        self.bar = None     # a driver.Progress when asked for
 
     # --- the right-hand side ------------------------------------------------------
     def _signs(self, w: list, pinned=None) -> tuple[list, list]:
@@ -388,144 +401,52 @@ class _MpRun:
         return out
 
     # --- events -------------------------------------------------------------------------
-    def _event_values(self, y: list) -> list[tuple[str, int, Any, int]]:
-        """``(kind, index, phi, expected sign)`` for every active event function at ``y``."""
+    def _events(self, y: list) -> list[Event]:
+        """The event functions of the current mode, each positive before it fires (direction
+        -1); ``y`` (the segment's start) sets their landing tolerances."""
         N, d = self.N, self.d
-        out = []
-        out.append(("horizon", -1, self._horizon_phi(y), 1))
-        F = self.mf.normalised_gradient(y[:N]) if self.l2 else None
-        g = self.mf.g(y[:N]) if self.linf and self.mf.n > 1 else None
+        memo: dict[str, Any] = {}
+
+        def cached(name, fn, yy):
+            if memo.get(name + "_y") is not yy:
+                memo[name + "_y"], memo[name] = yy, fn(yy[:N])
+            return memo[name]
+
+        target = self.s_target if self.time_kind == "physical" else self.T
+        evs = [Event("horizon", lambda t, yy: self._horizon_phi(yy), -1,
+                     ftol=self.rtol * abs(target) + self.atol)]
         if self.l2:
-            nF = mpmath.sqrt(mpmath.fdot(F, F))
-            phi = (mpmath.log(nF) - self.log_collapse) if nF > 0 else mpf("-inf")
-            out.append(("collapse", -1, phi, 1))
-        if self.linf:
-            if self.L >= 2:
-                for k in range(N):
-                    if k not in self.pinned:
-                        out.append(("zero", k, y[k], self.side[k]))
-            if self.mf.n > 1:
-                inert = self._g_inert()
-                for j in range(d):
-                    if j not in self.gslide and not inert[j]:
-                        out.append(("g", j, g[j], self.gsign[j]))
-                if self.gslide:
-                    cg = self._g_controls(y[:N])
-                    for j in sorted(self.gslide):
-                        out.append(("gunslide", j, 1 - abs(cg[j]), 1))
-            for p in self._single_pins():
-                out.append(("unpin", p, self._release_value(y, p), 1))
-        return out
-
-    def _triggered(self, y0: list, y1: list) -> list[tuple[str, int, Any, Any, int]]:
-        v0 = {(k, i): (phi, e) for k, i, phi, e in self._event_values(y0)}
-        trig = []
-        for kind, i, phi1, e in self._event_values(y1):
-            phi0 = v0[(kind, i)][0]
-            if kind == "horizon":
-                if phi1 <= 0:
-                    trig.append((kind, i, phi0, phi1, e))
-            elif phi1 * e < 0 or (kind == "collapse" and phi1 <= 0):
-                trig.append((kind, i, phi0, phi1, e))
-        return trig
-
-    def _phi(self, kind: str, i: int, y: list):
-        if kind == "horizon":
-            return self._horizon_phi(y)
-        if kind == "zero":
-            return y[i]
-        if kind == "unpin":
-            return self._release_value(y, i)
-        if kind == "gunslide":
-            return 1 - abs(self._g_controls(y[:self.N])[i])
-        if kind == "g":
-            return self.mf.g(y[:self.N])[i]
-        F = self.mf.normalised_gradient(y[:self.N])
-        nF = mpmath.sqrt(mpmath.fdot(F, F))
-        return (mpmath.log(nF) - self.log_collapse) if nF > 0 else mpf("-inf")
+            def collapse(t, yy):
+                F = cached("F", self.mf.normalised_gradient, yy)
+                nF = mpmath.sqrt(mpmath.fdot(F, F))
+                return (mpmath.log(nF) - self.log_collapse) if nF > 0 else mpf("-inf")
+            evs.append(Event("collapse", collapse, -1, ftol=mpf("1e-3")))
+        if not self.linf:
+            return evs
+        if self.L >= 2:
+            for k in range(N):
+                if k not in self.pinned:
+                    evs.append(Event(f"zero:{k}", lambda t, yy, k=k, e=self.side[k]: e * yy[k], -1,
+                                     ftol=self.atol))
+        if self.mf.n > 1:
+            inert = self._g_inert()
+            g_tol = self.atol + self.rtol * max(abs(v) for v in self.mf.g(y[:N]))
+            for j in range(d):
+                if j not in self.gslide and not inert[j]:
+                    evs.append(Event(f"g:{j}", lambda t, yy, j=j, e=self.gsign[j]: e * cached("g", self.mf.g, yy)[j],
+                                     -1, ftol=g_tol))
+            for j in sorted(self.gslide):
+                evs.append(Event(f"gunslide:{j}",
+                                 lambda t, yy, j=j: 1 - abs(cached("cg", self._g_controls, yy)[j]), -1,
+                                 ftol=self.atol))
+        for p in self._single_pins():
+            evs.append(Event(f"unpin:{p}", lambda t, yy, p=p: self._release_value(yy, p), -1, ftol=self.atol))
+        return evs
 
     def _horizon_phi(self, y: list):
         if self.time_kind == "physical":
             return self.s_target - y[self.N]
         return self.T - y[self.N + 1]
-
-    def _ftol(self, kind: str, y: list):
-        if kind == "horizon":
-            target = self.s_target if self.time_kind == "physical" else self.T
-            return self.rtol * abs(target) + self.atol
-        if kind == "collapse":
-            return mpf("1e-3")
-        if kind == "g":
-            return self.atol + self.rtol * max(abs(v) for v in self.mf.g(y[:self.N]))
-        return self.atol
-
-    def _hermite(self, y0, f0, y1, f1, h, theta):
-        t2, t3 = theta * theta, theta * theta * theta
-        h00 = 2 * t3 - 3 * t2 + 1
-        h10 = (t3 - 2 * t2 + theta) * h
-        h01 = -2 * t3 + 3 * t2
-        h11 = (t3 - t2) * h
-        return [h00 * a + h10 * b + h01 * c + h11 * e for a, b, c, e in zip(y0, f0, y1, f1)]
-
-    def _locate(self, y0, f0, y1, h, trig, depth: int = 0):
-        """The first event in ``(0, h]``: ``(kind, index, h*, y*)`` landed on by re-stepping."""
-        f1 = self.rhs(y1)
-        # order candidate events by their root on the cubic Hermite interpolant (cheap)
-        guesses = []
-        for kind, i, phi0, phi1, e in trig:
-            lo, hi = mpf(0), mpf(1)
-            for _ in range(40):
-                mid = (lo + hi) / 2
-                pm = self._phi(kind, i, self._hermite(y0, f0, y1, f1, h, mid))
-                if pm * e > 0:
-                    lo = mid
-                else:
-                    hi = mid
-            guesses.append((hi, kind, i, phi0, phi1, e))
-        guesses.sort(key=lambda g: g[0])
-        theta, kind, i, phi0, phi1, e = guesses[0]
-        a, fa = mpf(0), phi0
-        b, fb = h, phi1
-        x = h * theta
-        ftol = self._ftol(kind, y0)
-        side = 0
-        ys = None
-        for _ in range(_MAX_EVENT_ITER):
-            ys, nf = self.stepper.redo(self.rhs, y0, f0, x)
-            self.nfev += nf
-            fx = self._phi(kind, i, ys)
-            if abs(fx) <= ftol:
-                break
-            if fx * e > 0:
-                a, fa = x, fx
-                if side == -1:
-                    fb /= 2
-                side = -1
-            else:
-                b, fb = x, fx
-                if side == 1:
-                    fa /= 2
-                side = 1
-            if not (mpmath.isfinite(fa) and mpmath.isfinite(fb)) or fa == fb:
-                x = (a + b) / 2
-            else:
-                x = (a * fb - b * fa) / (fb - fa)
-            if not (a < x < b):
-                x = (a + b) / 2
-            if b - a <= self.rtol * h:
-                # the bracket is as tight as the step resolution allows: land past the root
-                x = b
-                ys, nf = self.stepper.redo(self.rhs, y0, f0, b)
-                self.nfev += nf
-                break
-        # another event may lie before x (the Hermite ordering is only a guess); events
-        # within their tolerance of 0 at x count as simultaneous, not earlier
-        others = [t for t in self._triggered(y0, ys) if (t[0], t[1]) != (kind, i)
-                  and abs(self._phi(t[0], t[1], ys)) > self._ftol(t[0], y0)]
-        if others and x > 0 and depth < 8:
-            return self._locate(y0, f0, ys, x, others + [(kind, i, phi0, self._phi(kind, i, ys), e)],
-                                depth + 1)
-        return kind, i, x, ys
 
     # --- linf-SAM mode changes -------------------------------------------------------------
     # --- sliding on g_j = 0 (several examples) -------------------------------------------------
@@ -711,9 +632,11 @@ class _MpRun:
     def s(self):
         return self.y[self.N]
 
-    def _save(self, y: list, f: list, nu=None, f_in: list | None = None) -> None:
+    def _save(self, y: list, f: list, nu=None, f_in: list | None = None, step=None) -> None:
         """Keep a point: the mp state, and float copies of ``y`` and of ``dy/dnu`` on both
-        sides of it (they differ at a linf-SAM event) for the dense output of the leaders."""
+        sides of it (they differ at a linf-SAM event) for the dense output of the leaders;
+        ``step`` is how to re-take the step that ended here (:meth:`_step_record`)."""
+        self.saved_step.append(step)
         self.saved_tau.append(y[self.N + 1])
         self.saved_w.append(list(y[:self.N]))
         self.saved_s.append(y[self.N])
@@ -761,60 +684,58 @@ class _MpRun:
             self.status = stop.status
 
     def _initial_step(self, y: list, f0: list) -> Any:
-        sc = [a + self.rtol * abs(v) for a, v in zip(self.stepper.atol, y)]
+        # (tau on the absolute scale here: it starts at 0, where its relative floor would
+        # make the first step vanish)
+        sc = [a + self.rtol * abs(v) for a, v in zip(self.atol_y[:-1] + [self.rtol], y)]
         d0 = max(abs(v) / c for v, c in zip(y, sc))
         d1 = max(abs(v) / c for v, c in zip(f0, sc))
         h = mpf("1e-6") if (d0 < 1e-5 or d1 < 1e-5) else mpf("0.01") * d0 / d1
         return min(h, mpf("0.01"))
 
     def _loop(self, f0: list) -> None:
+        """Segments between events, each run by the shared loop (:func:`.driver.advance`)."""
         N = self.N
-        h = self._initial_step(self.y, f0)
+        stepper = MpStepper(self.method, self.rhs, self.nu, self.y, self._initial_step(self.y, f0),
+                            rtol=self.rtol, atol=list(self.atol_y), digits=self.digits, f0=f0)
+        self.stepper = stepper.integrator
         chatter = 0
         last_event_nu = None
-        nu = self.nu
+
+        def on_step(t, y, dense) -> None:
+            if dense is not None:      # the event's landing point: saved once the event is handled
+                return
+            self._check_range(y)
+            if self.l2 and not self.near_collapse:
+                self._watch_collapse(y)
+            self.y, self.nu = y, t
+            self._save(y, stepper.f, t, step=self._step_record(stepper))
+            if self.bar is not None and len(self.saved_w) % 20 == 0:
+                self.bar.update(y[N] if self.time_kind == "physical" else mpmath.log1p(y[N + 1]), _log10_t(y[N]))
+
         while True:
-            self.nu = nu
-            y = self.y
-            if all(v == 0 for v in f0[:N]):
+            if all(v == 0 for v in stepper.f[:N]):
                 self._stationary()
                 return
-            if self.steps >= self.max_steps:
-                raise _Stop(f"max_steps: {self.max_steps} steps taken, stopped at {self._where()}")
-            if h <= abs(nu) * mpf(10) ** (-self.digits + 3) or h < mpf(10) ** (-self.digits):
-                raise _Stop(self._underflow_status(y))
             try:
-                res = self.stepper.attempt(self.rhs, y, f0, h)
-            except (ZeroDivisionError, ValueError, OverflowError):
-                res = None
-            self.nfev += res.nfev if res is not None else 0
-            if res is None or not res.accepted:
-                self.rejected += 1
-                h = res.h_next if res is not None else h / 4
-                continue
-            y1 = res.y
-            trig = self._triggered(y, y1)
-            if self.l2 and not self.near_collapse:
-                self._watch_collapse(y1)
-            if not trig:
-                self._check_range(y1)
-                self.y, nu = y1, nu + h
-                self.steps += 1
-                f0 = self.rhs(y1)
-                self._save(y1, f0, nu)
-                h = res.h_next
-                continue
-            kind, i, hs, ys = self._locate(y, f0, y1, h, trig)
-            self._check_range(ys)
-            self.y, nu = list(ys), nu + hs
-            self.nu = nu
-            self.steps += 1
+                out = advance(stepper, self._events(self.y), max_steps=self.max_steps - self.steps, on_step=on_step)
+            finally:
+                self.rejected = stepper.rejected      # (nfev: counted by _field, every evaluation)
+            self.steps += out.steps
+            if out.kind == "max_steps":
+                raise _Stop(f"max_steps: {self.max_steps} steps taken, stopped at {self._where()}")
+            if out.kind == "failed":
+                raise _Stop(self._underflow_status(self.y))
+            kind, _, idx = out.fired[0].partition(":")
+            i = int(idx) if idx else -1
+            nu = out.t
+            self._check_range(out.y)
+            self.y, self.nu = list(out.y), nu
             if kind == "horizon":
                 if self.time_kind == "physical":
                     self.y[N] = self.s_target  # within the tolerance already; report T exactly
                 else:
                     self.y[N + 1] = self.T
-                self._save(self.y, self.rhs(self.y), nu)
+                self._save(self.y, self.rhs(self.y), nu, step=self._step_record(stepper))
                 return
             if kind == "collapse":
                 self.events.append({"kind": "collapse", "tau": float(self.tau), "log10_t": _log10_t(self.s)})
@@ -832,7 +753,16 @@ class _MpRun:
             last_event_nu = nu
             f0 = self.rhs(self.y)
             self._save(self.y, f0, nu, f_in)
-            h = max(res.h_next, hs) if hs > 0 else res.h_next
+            hs = nu - stepper.t_old
+            stepper.restart(nu, self.y, f0, h=max(stepper.h, hs) if hs > 0 else stepper.h)
+
+    def _step_record(self, stepper):
+        """What re-takes the last step with another length: its start, and the extrapolation
+        column it used (GBS re-steps with its last accepted one).  ``None`` for linf-SAM,
+        whose field changes with the mode at every event."""
+        if self.linf:
+            return None
+        return stepper.t_old, stepper.y_old, stepper.f_old, getattr(stepper.integrator, "k_used", None)
 
     def _watch_collapse(self, y: list) -> None:
         """Near an l2-SAM collapse (``|F| < 1e-4 |F(0)|``) every coordinate is heading to 0
@@ -888,12 +818,31 @@ class _MpRun:
 
     # --- output ---------------------------------------------------------------------------------
     def _dense(self, nu: np.ndarray, Y: np.ndarray):
-        """Cubic Hermite interpolants in ``nu`` of the saved ``(W, s, tau)`` (float copies)."""
+        """Dense output in ``nu`` of the saved ``(W, s, tau)`` (float copies): the re-taken step
+        where there is one, a cubic Hermite interpolant otherwise (linf-SAM, jumps)."""
         F_out = np.array(self.saved_f)
         F_in = np.array(self.saved_f_in)
         L, d, N = self.L, self.d, self.N
+        integrator = self.stepper
+
+        def exact(rec, x: float) -> np.ndarray:
+            # the step re-taken from its start with the length that ends at x: leader changes
+            # are dated with the integrator's accuracy, not a cubic's (1e-4 in log10 t)
+            nu0, y0, f0, column = rec
+            keep = getattr(integrator, "k_used", None)
+            if column is not None:
+                integrator.k_used = column
+            try:
+                y, _ = integrator.redo(self.rhs, y0, f0, mpf(x) - nu0)
+            finally:
+                if column is not None:
+                    integrator.k_used = keep
+            return np.array([float(v) for v in y])
 
         def at(i: int, x: float) -> np.ndarray:
+            rec = self.saved_step[i + 1] if i + 1 < len(self.saved_step) else None
+            if rec is not None:
+                return exact(rec, x)
             h = nu[i + 1] - nu[i]
             if not h > 0:
                 return Y[i + 1]

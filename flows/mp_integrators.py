@@ -21,6 +21,17 @@ Fixed high-order RK tableaux (Feagin 10/12/14) would also work but their coeffic
 are irrational decimals that must themselves be known to the working precision; the
 extrapolation tableau is exact at any precision.
 
+Exactness at mp precision (issue 11.4).  Every step runs ``GUARD_DIGITS`` above the
+caller's precision (the right-hand side the stepper calls reads ``mpmath.mp.prec``, so it
+runs there too), and GBS asks its local error for ``GBS_SAFETY`` times the requested
+``rtol``.  Why: at 50 digits a local tolerance of 1e-46 sits 10^4 above the unit round-off,
+and the extrapolation tableau's error estimates are then polluted by rounding (steps
+shrink, digits stall at 40-44 on the l2-SAM d = 4 example); and a run to t = 10 takes
+20-90 steps whose local errors add up.  With both, mp:50 keeps >= 45 correct digits in
+every coordinate -- relative ones, since the driver's ``atol`` floor is far below any
+weight (checked against heyoka.py's Taylor integrator at 300 bits and against mp:80 in
+tests/test_flows_mp_exact.py and benchmarks/bench_mp.py).
+
 Both steppers expose the same interface: ``attempt(f, y, f0, h)`` (one controlled step:
 accepted or not, the proposed next step) and ``redo(f, y, f0, h)`` (the step the last
 accepted attempt used, repeated with another ``h`` -- for event location, where the
@@ -58,6 +69,26 @@ _mk = mpmath.mp.make_mpf
 Vec = list
 RHS = Callable[[Vec], Vec]
 
+GUARD_DIGITS = 10          # extra working digits inside a step (see the module doc)
+GBS_SAFETY = "1e-3"        # GBS local tolerance = GBS_SAFETY * rtol (global error headroom)
+# GBS's extrapolation tableau and error norm in gmpy2 mpfr: ~5x cheaper than libmp calls
+# (measured: 10 Neville updates 27 -> 5 us).  The midpoint sums stay mpmath -- the driver's
+# right-hand side takes and returns mpf, and converting both ways costs what it saves.
+# Off until understood: with it, USAM on data near 1e308 (tests/test_flows_reliability.py) rejects
+# every first step down to "step size underflow" where the mpmath tableau finishes in 178
+# evaluations; the tableau is a few per cent of an mp run.
+FAST_TABLEAU = False
+
+try:
+    import gmpy2
+except ImportError:  # pragma: no cover - a core dependency; the libmp tableau remains
+    gmpy2 = None
+
+
+def _work_prec(guard_digits: int) -> int:
+    """Bits of the caller's precision plus ``guard_digits`` decimal digits."""
+    return mpmath.mp.prec + int(guard_digits * 3.33) + 1
+
 
 @dataclass
 class StepResult:
@@ -85,6 +116,17 @@ def _extrapolate(a: Vec, b: Vec, c) -> Vec:
         um = u._mpf_
         out.append(_mk(mpf_add(um, mpf_mul(cm, mpf_sub(um, v._mpf_, prec, "n"), prec, "n"), prec, "n")))
     return out
+
+
+def _err_norm_fr(e: Vec, y0: Vec, y1: Vec, rtol, atols: Vec) -> float:
+    """:func:`_err_norm` on gmpy2 ``mpfr`` (``atols`` one per component)."""
+    worst = 0
+    for ei, a, b, at in zip(e, y0, y1, atols):
+        r = abs(ei) / (at + rtol * max(abs(a), abs(b)))
+        if r > worst:
+            worst = r
+    w = float(worst)
+    return w if w < 1e300 else float("inf")
 
 
 def _err_norm(e: Vec, y0: Vec, y1: Vec, rtol: mpf, atol) -> float:
@@ -158,12 +200,14 @@ def _mpq(fr: Fr) -> mpf:
 class EmbeddedRK:
     """An explicit embedded RK pair with the standard step-size controller."""
 
-    def __init__(self, name: str, rtol: mpf, atol: mpf) -> None:
+    def __init__(self, name: str, rtol: mpf, atol: mpf, guard_digits: int | None = None) -> None:
         A, b, bhat, p, q = _TABLEAUX[name]
         self.name = name
-        self.A = [[_mpq(a) for a in row] for row in A]
-        self.b = [_mpq(v) for v in b]
-        self.e = [_mpq(u - v) for u, v in zip(b, bhat)]
+        self.work_prec = _work_prec(GUARD_DIGITS if guard_digits is None else guard_digits)
+        with mpmath.workprec(self.work_prec):
+            self.A = [[_mpq(a) for a in row] for row in A]
+            self.b = [_mpq(v) for v in b]
+            self.e = [_mpq(u - v) for u, v in zip(b, bhat)]
         self.order, self.err_order = p, q
         self.rtol, self.atol = rtol, atol
         self.stages = len(b)
@@ -186,6 +230,10 @@ class EmbeddedRK:
         return y1, err, self.stages - 1
 
     def attempt(self, f: RHS, y: Vec, f0: Vec, h: mpf) -> StepResult:
+        with mpmath.workprec(self.work_prec):
+            return self._attempt(f, y, f0, h)
+
+    def _attempt(self, f: RHS, y: Vec, f0: Vec, h: mpf) -> StepResult:
         y1, e, nfev = self._step(f, y, f0, h)
         err = _err_norm(e, y, y1, self.rtol, self.atol)
         if err == 0.0:
@@ -197,7 +245,8 @@ class EmbeddedRK:
         return StepResult(err <= 1.0, y1 if err <= 1.0 else None, err, h * mpf(fac), nfev, self.order)
 
     def redo(self, f: RHS, y: Vec, f0: Vec, h: mpf) -> tuple[Vec, int]:
-        y1, _, nfev = self._step(f, y, f0, h)
+        with mpmath.workprec(self.work_prec):
+            y1, _, nfev = self._step(f, y, f0, h)
         return y1, nfev
 
 
@@ -207,7 +256,16 @@ class GBS:
 
     name = "gbs"
 
-    def __init__(self, rtol: mpf, atol: mpf, kmax: int) -> None:
+    def __init__(self, rtol: mpf, atol: mpf, kmax: int, guard_digits: int | None = None,
+                 safety=None) -> None:
+        # None: the module's settings, read at construction (benchmarks/bench_mp.py sets them
+        # to 0 and 1 to time the path as it was before issue 11.4)
+        self.work_prec = _work_prec(GUARD_DIGITS if guard_digits is None else guard_digits)
+        with mpmath.workprec(self.work_prec):
+            self._setup(rtol * mpf(GBS_SAFETY if safety is None else safety), atol, kmax)
+        self.rtol_requested = rtol
+
+    def _setup(self, rtol: mpf, atol, kmax: int) -> None:
         self.rtol, self.atol = rtol, atol
         self.kmax = kmax = max(4, kmax)
         self.nseq = [2 * (j + 1) for j in range(kmax + 1)]  # n_1..: 2, 4, 6, ...
@@ -231,6 +289,36 @@ class GBS:
         self.k = max(self.kmin, min(kmax - 1, int(D / 4)))  # target column (0-based)
         self.k_used = self.k      # column of the last accepted step (redo uses it)
         self.last_rejected = False
+        self.fast = FAST_TABLEAU and gmpy2 is not None
+        if self.fast:
+            from .mp_field import _fr_context, _to_fr
+            self._ctx = _fr_context(mpmath.mp.prec)
+            old = gmpy2.get_context()
+            gmpy2.set_context(self._ctx)
+            try:
+                self.coef_fr = [[_to_fr(c) for c in row] for row in self.coef]
+                self.rtol_fr = _to_fr(rtol)
+            finally:
+                gmpy2.set_context(old)
+
+    def _tableau(self, y: Vec):
+        """``(to, back, y_t, atols_t)``: the tableau's number type (mpfr or mpf) for this step."""
+        if not self.fast:
+            atols = self.atol if isinstance(self.atol, (list, tuple)) else [self.atol] * len(y)
+            return (lambda v: v), (lambda v: v), y, atols
+        from .mp_field import _from_fr, _to_fr
+        mk, create = mpmath.mp.make_mpf, gmpy2._mpmath_create
+
+        def to(vec):
+            out = [_to_fr(v) for v in vec]
+            if any(v is None for v in out):
+                raise ValueError("non-finite value in an mp step")
+            return out
+
+        def back(vec):
+            return [_from_fr(v, mk, create) for v in vec]
+        atols = self.atol if isinstance(self.atol, (list, tuple)) else [self.atol] * len(y)
+        return to, back, to(y), to(atols)
 
     def _midpoint(self, f: RHS, y0: Vec, f0: Vec, H: mpf, n: int) -> Vec:
         h = H / n
@@ -243,9 +331,26 @@ class GBS:
 
     def _row(self, j: int, Tj1: Vec, prev: list[Vec] | None) -> list[Vec]:
         row = [Tj1]
+        if self.fast:
+            for m in range(1, j + 1):
+                c = self.coef_fr[j][m]
+                row.append([a + c * (a - b) for a, b in zip(row[m - 1], prev[m - 1])])
+            return row
         for m in range(1, j + 1):
             row.append(_extrapolate(row[m - 1], prev[m - 1], self.coef[j][m]))
         return row
+
+    def _in_tableau_context(self, fn, *args):
+        """Run ``fn`` at the working precision, with our gmpy2 context for the tableau."""
+        with mpmath.workprec(self.work_prec):
+            if not self.fast:
+                return fn(*args)
+            old = gmpy2.get_context()
+            gmpy2.set_context(self._ctx)
+            try:
+                return fn(*args)
+            finally:
+                gmpy2.set_context(old)
 
     def _fac(self, err: float, j: int) -> float:
         """Step factor for column ``j`` (0-based; its error estimate is O(H^(2j+1)))."""
@@ -255,6 +360,12 @@ class GBS:
         return min(4.0, max(0.1, 0.94 * (0.65 / err) ** expo))
 
     def attempt(self, f: RHS, y: Vec, f0: Vec, H: mpf) -> StepResult:
+        return self._in_tableau_context(self._attempt, f, y, f0, H)
+
+    def _attempt(self, f: RHS, y: Vec, f0: Vec, H: mpf) -> StepResult:
+        to, back, y_t, atols = self._tableau(y)
+        rtol = self.rtol_fr if self.fast else self.rtol
+        norm = _err_norm_fr if self.fast else _err_norm
         k = self.k  # 0-based target column: solution order 2(k+1)
         jmax = min(k + 1, self.kmax)
         prev = None
@@ -264,13 +375,13 @@ class GBS:
         work: dict[int, float] = {}
         acc = None
         for j in range(0, jmax + 1):
-            Tj1 = self._midpoint(f, y, f0, H, self.nseq[j])
+            Tj1 = to(self._midpoint(f, y, f0, H, self.nseq[j]))
             nfev += self.nseq[j] - 1
             row = self._row(j, Tj1, prev)
             prev = row
             if j == 0:
                 continue
-            err = _err_norm([u - v for u, v in zip(row[j], row[j - 1])], y, row[j], self.rtol, self.atol)
+            err = norm([u - v for u, v in zip(row[j], row[j - 1])], y_t, row[j], rtol, atols)
             err_col[j], hopt[j] = err, self._fac(err, j)
             work[j] = self.cost[j] / hopt[j]
             if j >= k - 1 and err <= 1.0:
@@ -293,7 +404,7 @@ class GBS:
             if self.last_rejected:
                 fac = min(fac, 1.0)
             self.k_used, self.k, self.last_rejected = j, knew, False
-            return StepResult(True, prev[j], err_col[j], H * mpf(fac), nfev, 2 * (j + 1))
+            return StepResult(True, back(prev[j]), err_col[j], H * mpf(fac), nfev, 2 * (j + 1))
         # no column converged: keep the order (unless a lower one is predicted cheaper)
         best = min((c for c in work if c >= self.kmin), key=lambda c: work[c], default=jmax)
         knew = max(self.kmin, min(k, best))
@@ -303,13 +414,17 @@ class GBS:
 
     def redo(self, f: RHS, y: Vec, f0: Vec, H: mpf) -> tuple[Vec, int]:
         """The extrapolated solution of the last accepted column, with step ``H``."""
+        return self._in_tableau_context(self._redo, f, y, f0, H)
+
+    def _redo(self, f: RHS, y: Vec, f0: Vec, H: mpf) -> tuple[Vec, int]:
+        to, back, _, _ = self._tableau(y)
         prev = None
         nfev = 0
         for j in range(0, self.k_used + 1):
-            Tj1 = self._midpoint(f, y, f0, H, self.nseq[j])
+            Tj1 = to(self._midpoint(f, y, f0, H, self.nseq[j]))
             nfev += self.nseq[j] - 1
             prev = self._row(j, Tj1, prev)
-        return prev[self.k_used], nfev
+        return back(prev[self.k_used]), nfev
 
 
 METHODS = ("gbs", "rkf78", "dopri5")

@@ -109,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the verification report",
                        description="Run the claim catalogue and write the verification report "
                                    "(Markdown with figures, plus LaTeX) to DIR.")
-    p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: report)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: report; with --canonical: "
+                                                "reports/canonical)")
     p.add_argument("--quick", action="store_true", help="the quick catalogue and short horizons")
+    p.add_argument("--canonical", action="store_true",
+                   help="the committed canonical report: run the built-in basin sweep into DIR/phases, then "
+                        "the whole report (run from the repository root; long: see reports/canonical/README.md)")
     p.add_argument("--phases", metavar="DIR", help="draw phase diagrams from the sweep stores basin.sqlite, "
                                                    "regime.sqlite, depth.sqlite in DIR")
     p.add_argument("claims", nargs="*", metavar="CLAIM", help="claim ids to include (default: all)")
@@ -132,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="with --show: write every record to FILE (CSV)")
     p.add_argument("--parquet", metavar="FILE", help="with --show: write every record to FILE (needs pyarrow)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-ensemble", action="store_true",
+                   help="run points one by one (default: points of one shape integrate as a batch)")
     p.set_defaults(run=_cmd_sweep)
     return parser
 
@@ -360,9 +366,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .reports import write_report
 
-    _check_output_dir(args.out, "--out")  # before any claim runs: they take minutes
-    result = write_report(Path(args.out), claim_ids=list(args.claims) or None, quick=args.quick,
-                          progress=True, phases=Path(args.phases) if args.phases else None)
+    out = args.out or ("reports/canonical" if args.canonical else "report")
+    _check_output_dir(out, "--out")  # before any claim runs: they take minutes
+    if args.canonical:
+        from .reports.canonical import make_canonical
+
+        if args.claims or args.phases:
+            raise SambiasError("--canonical: makes the whole report with its own sweep; drop CLAIM and --phases")
+        result = make_canonical(Path(out), quick=args.quick)
+    else:
+        result = write_report(Path(out), claim_ids=list(args.claims) or None, quick=args.quick,
+                              progress=True, phases=Path(args.phases) if args.phases else None)
     print(f"report written to {result.markdown} ({result.pdf_note})")
     return EXIT_OK if result.all_hold else EXIT_FAIL
 
@@ -372,4 +386,4 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     return command(args.sweep, store=args.store, workers=args.workers, dask=args.dask, dask_local=args.dask_local,
                    resume=args.resume, quick=args.quick, show=args.show, csv=args.csv, parquet=args.parquet,
-                   progress=not args.no_progress, out=sys.stdout)
+                   progress=not args.no_progress, out=sys.stdout, ensemble=not args.no_ensemble)

@@ -28,7 +28,7 @@ def default_store(sweep_file: str | Path, quick: bool = False) -> Path:
 def command(sweep_file: str | None, *, store: str | None = None, workers: int | None = None,
             dask: str | None = None, dask_local: int | None = None, resume: bool = False, quick: bool = False,
             show: str | None = None, csv: str | None = None, parquet: str | None = None,
-            progress: bool = True, out: TextIO = sys.stdout) -> int:
+            progress: bool = True, out: TextIO = sys.stdout, ensemble: bool = True) -> int:
     """The ``sweep`` command; returns the exit status (bad input raises ``SambiasError``)."""
     from . import export
     from .store import Store
@@ -62,7 +62,7 @@ def command(sweep_file: str | None, *, store: str | None = None, workers: int | 
         sweep = sweep.quick()
     store_path = Path(store) if store else default_store(sweep_file, quick)
     result = run_sweep(sweep, store_path, executor=make_executor(workers, dask, dask_local), resume=resume,
-                       progress=progress, version=_version())
+                       progress=progress, version=_version(), ensemble=ensemble)
     out.write(f"{result.computed} points computed ({result.done_before} already in the store) in "
               f"{result.wall_s:.1f} s on {result.executor}: {result.points_per_s:.3g} points/s\n")
     with Store.open(store_path) as st:

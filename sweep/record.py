@@ -93,9 +93,63 @@ def evaluate(task: Task) -> tuple[Record, float]:
         record = Record(task.idx, task.key, _values_json(task.values), f"error: {exc}", None, "", None, None,
                         None, None, False, None, "[]", predicted, None)
         return record, time.perf_counter() - start
+    return _record(task, traj, predicted), time.perf_counter() - start
+
+
+#: options the ensemble path takes (anything else, e.g. mp precision, runs point by point)
+_ENSEMBLE_OPTIONS = {"time", "rtol", "atol"}
+
+
+def evaluate_batch(tasks) -> list[tuple[Record, float]]:
+    """:func:`evaluate` for many points at once: points of one shape (depth, d, n, algorithm,
+    loss) and the same horizon and options go through the ensemble path
+    (:func:`sambias.flows.ensemble.simulate_ensemble`, which hands what it does not cover to
+    the single driver); the rest, and any batch the ensemble refuses, point by point.  Each
+    point's wall time is its share of its batch's.
+
+    >>> task = Task(idx=0, key="a", values=(), problem={"depth": 1, "algorithm": "gd", "rho": 0.0,
+    ...     "X": [[2.0, 1.0]], "y": [1], "init": {"scale": 0.0}}, horizon="3", options={"time": "rescaled"})
+    >>> [r.status for r, _ in evaluate_batch([task, task])]
+    ['ok', 'ok']
+    """
+    from sambias.flows.ensemble import simulate_ensemble
+    from sambias.problem import problem_from_dict
+
+    out: dict[int, tuple[Record, float]] = {}
+    groups: dict[tuple, list] = {}
+    for k, task in enumerate(tasks):
+        opts = dict(task.options)
+        batchable = opts.pop("precision", "float64") == "float64" and opts.pop("method", "auto") == "auto" \
+            and set(opts) <= _ENSEMBLE_OPTIONS
+        try:
+            problem = problem_from_dict(task.problem) if batchable else None
+        except SambiasError:
+            problem = None
+        if problem is None:
+            out[k] = evaluate(task)
+            continue
+        from sambias.flows.batch_field import shape_key
+        key = (shape_key(problem), str(task.horizon), tuple(sorted(opts.items())))
+        groups.setdefault(key, []).append((k, task, problem, opts))
+    for (_, horizon, _), members in groups.items():
+        start = time.perf_counter()
+        try:
+            trajs = simulate_ensemble([m[2] for m in members], horizon, **members[0][3])
+        except SambiasError:
+            for k, task, _, _ in members:
+                out[k] = evaluate(task)
+            continue
+        wall = (time.perf_counter() - start) / len(members)
+        for (k, task, problem, _), traj in zip(members, trajs):
+            out[k] = (_record(task, traj, _predict(task.predict, problem)), wall)
+    return [out[k] for k in range(len(tasks))]
+
+
+def _record(task: Task, traj, predicted: int | None) -> Record:
+    """The record of a finished trajectory (the same for either path)."""
     limit = limit_index(traj.direction_final, traj.beta_collapsed, task.limit_tol)
     direction = traj.direction_final
-    record = Record(
+    return Record(
         idx=task.idx, key=task.key, values=_values_json(task.values), status=str(traj.status), limit=limit,
         leaders=">".join(str(int(s.index)) for s in traj.dominant),
         log10_t_final=_real(traj.log10_t_final), tau_final=_real(traj.tau_final),
@@ -105,7 +159,6 @@ def evaluate(task: Task) -> tuple[Record, float]:
         dominant=json.dumps([[int(s.index), _real(s.log10_t), _real(getattr(s, "tau", math.nan))]
                              for s in traj.dominant]),
         predicted=predicted, agree=judge(predicted, limit))
-    return record, time.perf_counter() - start
 
 
 def judge(predicted: int | None, limit: int | None) -> bool | None:

@@ -26,7 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .record import Record, Task, evaluate
+from .record import Record, Task, evaluate, evaluate_batch
 from .spec import Sweep, check_points
 from .store import Store, StoreError
 
@@ -58,9 +58,9 @@ class SerialExecutor:
     def __exit__(self, *exc) -> None:
         pass
 
-    def run(self, tasks: Iterable[Task]) -> Iterator[tuple[Record, float]]:
+    def run(self, tasks: Iterable[Task], fn=evaluate) -> Iterator[tuple[Record, float]]:
         for task in tasks:
-            yield evaluate(task)
+            yield fn(task)
 
 
 def _ignore_sigint() -> None:
@@ -89,8 +89,8 @@ class PoolExecutor:
         # On an interrupt do not wait for running points: their results would be dropped.
         self._pool.shutdown(wait=exc_type is None, cancel_futures=True)
 
-    def run(self, tasks: Iterable[Task]) -> Iterator[tuple[Record, float]]:
-        futures = [self._pool.submit(evaluate, t) for t in tasks]
+    def run(self, tasks: Iterable[Task], fn=evaluate) -> Iterator[tuple[Record, float]]:
+        futures = [self._pool.submit(fn, t) for t in tasks]
         for future in as_completed(futures):
             yield future.result()
 
@@ -131,14 +131,14 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
 
-    def run(self, tasks: Iterable[Task]) -> Iterator[tuple[Record, float]]:
+    def run(self, tasks: Iterable[Task], fn=evaluate) -> Iterator[tuple[Record, float]]:
         from distributed import as_completed as dask_completed
 
         tasks = list(tasks)
         if not tasks:
             return
         # pure=False: a point is never served from Dask's cache of another run.
-        futures = self._client.map(evaluate, tasks, pure=False)
+        futures = self._client.map(fn, tasks, pure=False)
         for future in dask_completed(futures):
             yield future.result()
 
@@ -180,12 +180,36 @@ def open_for_run(sweep: Sweep, path: str | Path, resume: bool, version: str) -> 
     return store
 
 
+def chunks_for(tasks: list[Task], workers: int) -> list[list[Task]]:
+    """Tasks grouped by problem shape (depth, algorithm, loss, n, d) into chunks for the ensemble
+    path: about four chunks per worker and shape (progress and balance), at most 128 points each.
+
+    >>> t = [Task(i, str(i), (), {"depth": 2, "algorithm": "gd", "X": [[1.0]], "y": [1]}, "1") for i in range(9)]
+    >>> [len(c) for c in chunks_for(t, 2)]
+    [2, 2, 2, 2, 1]
+    """
+    groups: dict[tuple, list[Task]] = {}
+    for task in tasks:
+        p = task.problem
+        X = p.get("X")
+        dims = (len(X), len(X[0]) if X else 0) if isinstance(X, list) else ("data", str(p.get("data")))
+        key = (p.get("depth"), p.get("algorithm"), p.get("loss", "exp"), dims)
+        groups.setdefault(key, []).append(task)
+    out = []
+    for members in groups.values():
+        size = max(1, min(128, -(-len(members) // (4 * max(1, workers)))))
+        out.extend(members[i:i + size] for i in range(0, len(members), size))
+    return out
+
+
 def run_sweep(sweep: Sweep, store_path: str | Path, *, executor=None, resume: bool = False,
-              progress: bool = True, version: str = "") -> RunSummary:
+              progress: bool = True, version: str = "", ensemble: bool = True) -> RunSummary:
     """Run every unfinished point of ``sweep`` into the store at ``store_path``.
 
     Bad points are reported before the store is touched; an interrupt (Ctrl-C) keeps
-    every finished point and says how to resume.
+    every finished point and says how to resume.  ``ensemble=True`` runs points of one
+    shape in chunks through the ensemble path (:func:`~sambias.sweep.record.evaluate_batch`);
+    ``False`` runs them one by one.
     """
     check_points(sweep)
     executor = executor or PoolExecutor()
@@ -197,8 +221,13 @@ def run_sweep(sweep: Sweep, store_path: str | Path, *, executor=None, resume: bo
         total = len(sweep.points())
         computed = 0
         bar = _bar(total, len(done), progress)
+        if ensemble:
+            workers = getattr(executor, "workers", None) or getattr(executor, "local_workers", None) or 4
+            results = (rw for chunk in executor.run(chunks_for(tasks, workers), evaluate_batch) for rw in chunk)
+        else:
+            results = executor.run(tasks)
         try:
-            for record, wall in executor.run(tasks):
+            for record, wall in results:
                 computed += store.add(record, wall, executor.name)
                 if bar is not None:
                     bar.update(1)

@@ -53,7 +53,8 @@ BACKENDS = ("float64", "mpmath")
 
 # --- printers ---------------------------------------------------------------------------------
 def _printer(backend: str):
-    if backend == "float64":
+    # "numba": the float64 printer, for scalar kernels compiled by sambias.symbolic.compiled
+    if backend in ("float64", "numba"):
         return NumPyPrinter({"fully_qualified_modules": True, "allow_unknown_functions": False})
     if backend == "mpmath":
         return MpmathPrinter({"fully_qualified_modules": True, "allow_unknown_functions": False})
@@ -150,7 +151,8 @@ def kernel_source(spec: KernelSpec, backend: str) -> str:
         outputs.append(e)
     temps = sp.numbered_symbols("_t")
     replacements, reduced = sp.cse(outputs, symbols=temps, optimizations="basic", order="none")
-    lines = [f"def {spec.name}({', '.join(a.name for a in spec.args)}):"]
+    lines = ["@_njit"] if backend == "numba" else []
+    lines.append(f"def {spec.name}({', '.join(a.name for a in spec.args)}):")
     for sym, expr in replacements:
         lines.append(f"    {sym.name} = {printer.doprint(expr)}")
     # rho and the global scalars (N, S, ...) are one value; everything else is one per coordinate
@@ -160,7 +162,8 @@ def kernel_source(spec: KernelSpec, backend: str) -> str:
         text = printer.doprint(expr)
         # a constant output (e.g. d beta / d w = 1 at depth 1) must still be one value per coordinate
         if spec.shape_arg is not None and not _depends(expr, replacements, per_coordinate):
-            text = f"_full({text}, {spec.shape_arg.name})"
+            # numba kernels are scalar: a constant is just a float there
+            text = f"float({text})" if backend == "numba" else f"_full({text}, {spec.shape_arg.name})"
         outs.append(text)
     lines.append(f"    return ({', '.join(outs)},)")
     return "\n".join(lines) + "\n"

@@ -44,7 +44,9 @@ from typing import Sequence
 import mpmath
 import numpy as np
 
+from . import compiled as _compiled
 from .codegen import BACKENDS, Kernels, generate_kernels
+from .large import data_curvature, rescaled_jac_operator, rescaled_jvp
 from .notation import SPEED
 
 try:  # the mp integrator stops cleanly on its own CollapseError; be catchable as that too
@@ -55,6 +57,8 @@ except Exception:  # pragma: no cover - flows may be mid-rewrite; FloatingPointE
 
 #: up to this many examples the softmax of the hot path runs on Python floats
 _SCALAR_SOFTMAX = 32
+#: softmax weights below e^_LOG_TINY of the largest are flushed to 0 (no denormals)
+_LOG_TINY = -690.0
 
 
 class CollapseError(FloatingPointError, _MpCollapse):
@@ -118,6 +122,8 @@ class GeneratedField:
             self.rho = rho
         self.size = self.depth * self.dim
         self._minus_a0 = -self.A[0]
+        # machine code for the hot methods (symbolic/compiled.py); None: numpy path only
+        self._jit = _compiled.attach(self)
 
     def __repr__(self) -> str:
         return (f"GeneratedField(L={self.depth}, d={self.dim}, n={self.n}, {self.algorithm}, "
@@ -201,7 +207,10 @@ class GeneratedField:
             s = math.fsum(e)
             return z, m + math.log(s), None, np.dot(e, self.A) * (-1.0 / s)
         m = phi.max()
-        e = np.exp(phi - m)
+        # weights below e^-690 of the largest are set to 0 (a change below 1e-299 relative):
+        # as denormals they would slow every operation on them ~100x (x86 microcode assists)
+        x = phi - m
+        e = np.exp(np.where(x > _LOG_TINY, x, -np.inf))
         s = e.sum()
         log_S = float(m + math.log(s))
         if not need_q:
@@ -213,8 +222,12 @@ class GeneratedField:
         """``M = dg/dbeta`` (``d x d``); ``None`` for one example (``g`` is constant)."""
         if q is None:
             return None
+        if not self._mp:
+            # dq/dz = (diag q - q q^T) diag phi' is never formed: it is n x n (800 MB at n = 1e4);
+            # the centred form needs an n x d temporary and keeps its accuracy when q saturates
+            return data_curvature(self, z, q).todense()
         (dphi,) = self.kernels.dphi(z)
-        Jq = (np.diag(q) - np.outer(q, q)) * dphi[None, :]
+        Jq = (np.diag(q) - np.outer(q, q)) * dphi[None, :]       # mp problems are small
         return -(self.A.T @ Jq @ self.A)
 
     def _dlogS_dbeta(self, z, q):
@@ -343,6 +356,9 @@ class GeneratedField:
 
     def rescaled(self, w, sigma=None):
         """``(dW/dtau, log S(W~))``: the loss-free flow and the log of ``dtau/dt``."""
+        jit = self._jit and self._jit.use()
+        if jit is not None:
+            return jit.rescaled(w, sigma)
         k = self.kernels
         Wt, _, _ = self._perturbed_rows(self._rows(w), sigma, need_q=False)
         (beta_t,) = k.beta(*Wt)
@@ -362,12 +378,14 @@ class GeneratedField:
     physical_mp = physical
 
     # --- Jacobians ------------------------------------------------------------------------------------
-    def _jacobian_parts(self, W, sigma):
+    def _jacobian_parts(self, W, sigma, operator: bool = False):
         """``(Wt rows, parts)``; ``parts`` is ``None`` when ``d wt / dW`` is the identity (no
         perturbation, or linf-SAM with its signs held fixed), else a dict of
         ``E`` (``d wt_l/d w_m`` local, ``(L, L, d)``; general path: ``d eps/d W`` full,
         ``(L*d, L*d)``), ``Eg`` (``d wt/d g``: ``(L, d)``; general path ``(L*d, d)``; ``None``
-        when unused), ``globals`` (``[(d wt / d X as (L, d), dX/dW as (L, d))]``), ``P``, ``M``."""
+        when unused), ``globals`` (``[(d wt / d X as (L, d), dX/dW as (L, d))]``), ``P``, ``M``.
+        ``operator=True`` (float64): ``M`` is a :class:`~sambias.symbolic.large.DataCurvature`
+        (``M @ v``, ``u @ M`` in ``O(n d)``) instead of the dense ``d x d`` matrix."""
         L, d, k = self.depth, self.dim, self.kernels
         Wt, eps, info = self._perturbed_rows(W, sigma)
         if eps is None or (self.flat is None and k.perturbation_is_shift):
@@ -376,7 +394,10 @@ class GeneratedField:
             z, log_S, q, g, F, _ = self._at(W)
             info.update(z=z, log_S=log_S, q=q, g=g, F=F)
         P = np.array(k.dbeta(*W))                            # d beta / d w_m at W, (L, d)
-        M = self._dg_dbeta(info["z"], info["q"])
+        if operator and not self._mp:
+            M = data_curvature(self, info["z"], info["q"], info["g"])
+        else:
+            M = self._dg_dbeta(info["z"], info["q"])
         if M is not None and M.dtype != object and self._mp:
             M = M.astype(object)
         dS = None
@@ -480,6 +501,9 @@ class GeneratedField:
 
     def rescaled_jac(self, w, sigma=None) -> np.ndarray:
         """Jacobian of ``dW/dtau`` (``sigma`` held fixed for linf-SAM)."""
+        jit = self._jit and self._jit.use()
+        if jit is not None:
+            return jit.rescaled_jac(w, sigma)
         J = self._flow_jacobian(w, sigma)[0]
         return J.reshape(self.size, self.size)
 
@@ -487,7 +511,8 @@ class GeneratedField:
         """``(Wt rows, vjp)``: ``vjp(V)`` is ``sum_{l,j} V[l, j] d wt[l, j] / dW`` for ``V`` of
         shape ``(L, d)`` -- the row-vector product without forming ``T`` (O(L^2 d + n d))."""
         L, d = self.depth, self.dim
-        Wt, parts = self._jacobian_parts(W, sigma)
+        # M only ever multiplies vectors here: O(n d) instead of O(n d^2) per right-hand side
+        Wt, parts = self._jacobian_parts(W, sigma, operator=True)
         if parts is None:
             return Wt, lambda V: V
         P, M, E, Eg = parts["P"], parts["M"], parts["E"], parts["Eg"]
@@ -508,6 +533,9 @@ class GeneratedField:
 
     def rescaled_with_grad(self, w, sigma=None):
         """``(dW/dtau, log S(W~), d log S(W~(W))/dW)`` in one pass (as ``NumpyField``)."""
+        jit = self._jit and self._jit.use()
+        if jit is not None:
+            return jit.rescaled_with_grad(w, sigma)
         k = self.kernels
         Wt, vjp = self._perturbed_vjp(self._rows(w), sigma)
         (beta_t,) = k.beta(*Wt)
@@ -523,6 +551,15 @@ class GeneratedField:
     def rescaled_log_speed_grad(self, w, sigma=None):
         """Gradient in ``W`` of ``log S(W~(W))`` (for the log-time row of a Jacobian)."""
         return self.rescaled_with_grad(w, sigma)[2]
+
+    def rescaled_jvp(self, w, v, sigma=None) -> np.ndarray:
+        """``rescaled_jac(w, sigma) @ v`` without forming the Jacobian (float64; memory
+        ``O(n d + L^2 d)``: :func:`~sambias.symbolic.large.rescaled_jvp`)."""
+        return rescaled_jvp(self, w, v, sigma)
+
+    def rescaled_jac_operator(self, w, sigma=None):
+        """The Jacobian of ``dW/dtau`` as a scipy ``LinearOperator`` (matrix-free)."""
+        return rescaled_jac_operator(self, w, sigma)
 
     def physical_jac(self, w, sigma=None) -> np.ndarray:
         """Jacobian of ``dW/dt``."""

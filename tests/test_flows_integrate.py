@@ -60,7 +60,7 @@ def test_mp_precision_is_handed_over(monkeypatch):
 
     seen = {}
 
-    def fake_simulate_mp(problem, horizon, *, time, digits, rtol, atol, field=None, max_steps=None):
+    def fake_simulate_mp(problem, horizon, *, time, digits, rtol, atol, field=None, max_steps=None, progress=False):
         seen.update(time=time, digits=digits, rtol=rtol, atol=atol, field=field, max_steps=max_steps,
                     horizon=horizon.log10)
         return "mp-result"

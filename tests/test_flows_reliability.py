@@ -27,13 +27,13 @@ REPRO = Problem(depth=2, algorithm="linf-sam", rho=0.673, X=[[2.8588, 1.3986, 2.
 def test_first_step_never_below_the_rounding_of_nu(monkeypatch):
     """A restart at nu ~ 1e24 with the clock's first step 1e-28 was a zero-length step."""
     seen = []
-    real = integrate_mod.solve_ivp
+    real = integrate_mod.Float64Stepper
 
-    def spy(fun, span, y0, **kw):
-        seen.append((span[0], kw["first_step"]))
-        return real(fun, span, y0, **kw)
+    def spy(method, fun, t0, y0, **kw):
+        seen.append((t0, kw["first_step"]))
+        return real(method, fun, t0, y0, **kw)
 
-    monkeypatch.setattr(integrate_mod, "solve_ivp", spy)
+    monkeypatch.setattr(integrate_mod, "Float64Stepper", spy)
     monkeypatch.setattr(LogTimeSystem, "first_step", lambda self, y, default: 1e-300)
     tr = simulate(REPRO, "3", time="rescaled")
     assert tr.ok and len(seen) >= 2
@@ -44,15 +44,15 @@ def test_first_step_never_below_the_rounding_of_nu(monkeypatch):
                                  np.linalg.LinAlgError("singular matrix"), ZeroDivisionError("float division")])
 def test_a_solver_exception_ends_the_run_with_a_status(monkeypatch, exc):
     calls = {"n": 0}
-    real = integrate_mod.solve_ivp
+    real = integrate_mod.Float64Stepper
 
-    def flaky(fun, span, y0, **kw):
+    def flaky(method, fun, t0, y0, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise exc
-        return real(fun, span, y0, **kw)
+        return real(method, fun, t0, y0, **kw)
 
-    monkeypatch.setattr(integrate_mod, "solve_ivp", flaky)
+    monkeypatch.setattr(integrate_mod, "Float64Stepper", flaky)
     tr = simulate(REPRO, "40", time="rescaled")
     assert tr.status.startswith("solver: ") and str(exc).split()[0] in tr.status
     assert "\n" not in tr.status and tr.weights.shape[0] >= 2 and tr.tau_final < 40.0

@@ -222,9 +222,10 @@ def test_npz_that_is_not_an_archive(tmp_path, capsys):
 
 
 def test_npz_too_large_is_refused_from_its_header(tmp_path, capsys):
-    # 10^6 + 1 zeros compress to ~1 KiB: the refusal must come from the declared shape.
-    np.savez_compressed(tmp_path / "big.npz", X=np.zeros((1, 1_000_001)), y=np.ones(1))
-    _timed_reject(tmp_path, capsys, 'data = "big.npz"\n' + GD1, "data: X", "1000001", "limit of 1000000")
+    # 10^7 + 1 zeros compress to ~10 KiB: the refusal must come from the declared shape.
+    # (broadcast: written in chunks, never 80 MB in memory)
+    np.savez_compressed(tmp_path / "big.npz", X=np.broadcast_to(0.0, (1, 10_000_001)), y=np.ones(1))
+    _timed_reject(tmp_path, capsys, 'data = "big.npz"\n' + GD1, "data: X", "10000001", "limit of 10000000")
 
 
 def test_problem_file_that_is_not_a_regular_file(tmp_path, capsys):
@@ -251,13 +252,14 @@ def test_limits_are_stated(tmp_path, capsys, text, needles):
 
 def test_size_limits_before_conversion(tmp_path, capsys):
     wide = {"depth": 2, "algorithm": "gd", "X": [[1.0] * 1_000_000], "y": [1], "init": {"scale": 0.1}}
-    _timed_reject(tmp_path, capsys, json.dumps(wide), "depth * d = 2 * 1000000", "limit of 2048", name="p.json")
-    with pytest.raises(ProblemError, match=r"X: 1000002 numbers is above the limit of 1000000 \(n\*d\)"):
-        Problem(depth=1, algorithm="gd", X=np.ones((500_001, 2)), y=np.ones(500_001), init=Init(scale=0.1))
-    with pytest.raises(ProblemError, match="limit of 2048"):
-        Problem(depth=2, algorithm="gd", X=np.ones((1, 1025)), y=[1], init=Init(scale=0.1))
+    _timed_reject(tmp_path, capsys, json.dumps(wide), "depth * d = 2 * 1000000", "limit of 6000", name="p.json")
+    with pytest.raises(ProblemError, match=r"X: 10000002 numbers is above the limit of 10000000 \(n\*d\)"):
+        Problem(depth=1, algorithm="gd", X=np.broadcast_to(1.0, (5_000_001, 2)), y=np.ones(5_000_001),
+                init=Init(scale=0.1))
+    with pytest.raises(ProblemError, match="limit of 6000"):
+        Problem(depth=2, algorithm="gd", X=np.ones((1, 3001)), y=[1], init=Init(scale=0.1))
     # the largest allowed width still loads
-    assert Problem(depth=2, algorithm="gd", X=np.ones((1, 1024)), y=[1], init=Init(scale=0.1)).dim == 1024
+    assert Problem(depth=2, algorithm="gd", X=np.ones((1, 3000)), y=[1], init=Init(scale=0.1)).dim == 3000
 
 
 def test_start_scale_limit_boundary():

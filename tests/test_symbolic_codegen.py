@@ -247,3 +247,17 @@ def test_compile_checks_the_problem_shape():
         derive_flow(2, 2, 1, "gd", "exp").compile()
     with pytest.raises(ValueError, match="backend"):
         GeneratedField(p, backend="float32")
+
+
+def test_numba_printing_is_scalar():
+    """The numba form of a kernel (symbolic/compiled.py splices it into loops) prints constant
+    outputs as floats, not as arrays shaped like an argument, and evaluates like the numpy form."""
+    from sambias.symbolic.codegen import kernel_source, kernel_specs
+    from sambias.symbolic.coordinate import coordinate_form
+    spec = next(s for s in kernel_specs(coordinate_form(1, "gd", "exp")) if s.name == "dbeta")
+    numba_src = kernel_source(spec, "numba")
+    assert numba_src.startswith("@_njit\ndef dbeta(") and "float(1)" in numba_src and "_full" not in numba_src
+    ns = {"_njit": lambda f: f}
+    exec(compile(numba_src, "<numba-form>", "exec"), ns)   # noqa: S102 - printed by the package
+    assert ns["dbeta"](0.7) == (1.0,)
+    assert "_full(1, w_1_j)" in kernel_source(spec, "float64")

@@ -107,7 +107,8 @@ def test_no_parsing_of_text_and_no_pickle():
                 name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
                 if name in ("eval", "sympify", "parse_expr", "lambdify"):
                     pytest.fail(f"{path.name}:{node.lineno} calls {name}")
-                if name in ("exec", "compile") and path.name != "codegen.py":
+                builtin = isinstance(f, ast.Name)       # re.compile(...) compiles no code
+                if builtin and name in ("exec", "compile") and path.name != "codegen.py":
                     pytest.fail(f"{path.name}:{node.lineno} calls {name}")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]

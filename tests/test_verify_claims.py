@@ -41,8 +41,14 @@ def test_catalogue_structure():
         get_claim("nope")
 
 
-def test_generators_are_seeded_and_respect_hypotheses():
-    for c in catalogue():
+# the phases claim's generator bisects the collapse threshold with full flows (minutes on 2 cores)
+_COSTLY_GENERATORS = {"l2sam-depth2-phases"}
+
+
+@pytest.mark.parametrize("claim_id", [
+    pytest.param(c.id, marks=pytest.mark.slow) if c.id in _COSTLY_GENERATORS else c.id for c in catalogue()])
+def test_generators_are_seeded_and_respect_hypotheses(claim_id):
+    for c in [get_claim(claim_id)]:
         a = c.instances(claim_rng(c.id), c.settings.instances)
         b = c.instances(claim_rng(c.id), c.settings.instances)
         assert len(a) == c.settings.instances
@@ -68,7 +74,8 @@ def test_claims_are_order_agnostic():
 
 
 def test_quick_catalogue_holds_and_rejects_every_control(quick_results):
-    assert len(quick_results) == len(catalogue())
+    assert [r.claim.id for r in quick_results] == [c.id for c in catalogue() if c.quick]
+    assert len(quick_results) >= len(catalogue()) - 2   # two heavy claims run by id / in full
     for r in quick_results:
         assert r.verdict.holds, f"{r.claim.id}: {r.verdict.reason}"
         assert r.negative_controls_run >= 1

@@ -127,7 +127,8 @@ def test_assert_claim_raises_with_counterexample_and_passes_true_claims():
 
 
 @pytest.mark.parametrize("module", ["verdict", "references", "checks", "claims", "catalogue", "command", "shrink",
-                                    "power", "__init__"])
+                                    "power", "__init__", "claims_deep", "claims_discrete", "claims_usam",
+                                    "claims_reduced"])
 def test_docstring_examples(module):
     if module in ("claims", "command", "shrink", "power", "__init__") and not hasattr(sambias.flows, "simulate"):
         pytest.skip("needs sambias.flows.simulate")

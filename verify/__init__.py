@@ -40,8 +40,15 @@ _EXPORTS = {
     "assert_claim": "shrink", "ClaimFailed": "shrink",
     "command": "command", "verdicts_document": "command",
     "mutation_power": "power", "PowerRow": "power", "format_power": "power",
+    "CodeMutant": "power", "code_mutants": "power", "code_power": "power",
+    # the claim families in their own modules
+    "KKTTarget": "claims_deep", "LeaderSequence": "claims_reduced", "Phases": "claims_reduced",
+    "check_leader_sequence": "claims_reduced", "check_phases": "claims_reduced",
+    "DiscreteOrder": "claims_discrete", "check_discrete_order": "claims_discrete",
+    "collapse_ratio": "reduced", "reduced_leaders": "reduced", "quasi_norm_argmin": "references",
 }
-_MODULES = ("checks", "claims", "catalogue", "references", "verdict", "shrink", "command", "power")
+_MODULES = ("checks", "claims", "catalogue", "references", "verdict", "shrink", "command", "power", "reduced",
+            "claims_deep", "claims_discrete", "claims_reduced", "claims_usam")
 
 __all__ = sorted(_EXPORTS) + list(_MODULES)
 

@@ -1126,7 +1126,19 @@ def catalogue() -> tuple[Claim, ...]:
         AMPLIFICATION_INIT,
         COLLAPSE,
         GD_POINTS,
+        *_more_claims(),
     )
+
+
+def _more_claims() -> tuple[Claim, ...]:
+    """The claim families kept in their own modules (imported here, late: they use this
+    module's helpers)."""
+    from .claims_deep import kkt_claim
+    from .claims_discrete import DISCRETE
+    from .claims_reduced import LEADERS, PHASES
+    from .claims_usam import USAM_CLAIMS
+
+    return (LEADERS, PHASES, kkt_claim("gd"), kkt_claim("l2-sam"), *USAM_CLAIMS, DISCRETE)
 
 
 def get_claim(claim_id: str) -> Claim:

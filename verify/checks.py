@@ -539,7 +539,7 @@ def check_direction(traj, target, *, tol: float = 1e-3, p_min: float = 0.05, r2_
 
 
 def check_kkt(traj, *, tol: float = 1e-3, support_tol: float = 1e-2, samples: int = 40, p_min: float = 0.05,
-              r2_min: float = 0.98) -> Verdict:
+              r2_min: float = 0.98, depth: int | None = None) -> Verdict:
     """Does ``beta/|beta|`` tend to a first-order KKT point of
     ``min |beta|_{2/L} s.t. y_i <beta, x_i> >= 1`` (GD on depth-L diagonal networks:
     Gunasekar et al. 2018; Yun, Krishnan, Mobahi 2021)?
@@ -549,7 +549,9 @@ def check_kkt(traj, *, tol: float = 1e-3, support_tol: float = 1e-2, samples: in
     (or decays cleanly to 0 like a power of ``log t``), ``fails`` when it settles at a
     nonzero value, else ``inconclusive``.  ``evidence["kkt"]`` says *which* KKT point: its
     support, its value, and whether it is the global minimiser (for ``L >= 3`` there are
-    several).
+    several).  ``depth`` tests another problem than the run's own (``min |beta|_{2/depth}``:
+    a rival's).  An ``inconclusive`` verdict carries ``evidence["log10_t_needed"]``, where
+    the residual's local power law in ``log t`` reaches ``tol``.
     """
     from .references import kkt_check
 
@@ -566,7 +568,9 @@ def check_kkt(traj, *, tol: float = 1e-3, support_tol: float = 1e-2, samples: in
     picks = np.unique(np.searchsorted(x, np.linspace(x[0], x[-1], samples)).clip(0, ok.size - 1))
     idx = ok[picks]
     p = traj.problem
-    reports = [kkt_check(traj.beta[i], p.X, p.y, p.depth, tol=tol, support_tol=support_tol, weighted=True)
+    depth = p.depth if depth is None else int(depth)
+    ev["kkt_depth"] = depth
+    reports = [kkt_check(traj.beta[i], p.X, p.y, depth, tol=tol, support_tol=support_tol, weighted=True)
                for i in idx]
     res = np.array([max(r.residual, r.off_support) if r.feasible else np.inf for r in reports])
     last = reports[-1]
@@ -574,7 +578,7 @@ def check_kkt(traj, *, tol: float = 1e-3, support_tol: float = 1e-2, samples: in
     final = float(res[-1])
     if final <= tol and np.all(res[-max(1, len(res) // 4):] <= tol):
         return Verdict("holds", f"KKT residual {final:.2g} <= {tol:g} at log10 t = {lt[-1]:.4g}: {last.describe()}",
-                       math.log10(tol / max(final, 1e-300)), {**ev, "basis": "measured"})
+                       math.log10(tol / max(final, 1e-300)), {**ev, "basis": "measured", "decided_by": "measured residual"})
     trend = fit_trend(lt[idx], np.maximum(res, 1e-300))
     if trend is None:
         return Verdict("inconclusive", f"KKT residual {final:.2g} > {tol:g}; too few points for a trend", math.nan, ev)
@@ -582,14 +586,18 @@ def check_kkt(traj, *, tol: float = 1e-3, support_tol: float = 1e-2, samples: in
     if (trend.p_local >= p_min and trend.p_local >= 0.5 * trend.p and trend.r2 >= r2_min and trend.limit <= tol):
         return Verdict("holds", f"KKT residual {final:.2g} decays like (log t)^-{trend.p_local:.2g} to an extrapolated "
                                 f"{trend.limit:.2g}: {last.describe()}", math.log10(trend.p_local / p_min),
-                       {**ev, "basis": "extrapolated"})
+                       {**ev, "basis": "extrapolated", "decided_by": "extrapolated decay"})
     fading = abs(trend.p_local) < 0.1 * p_min or (0 <= trend.p_local < 0.5 * trend.p_early)
     floor = final if math.isnan(trend.limit) else trend.limit   # nan: not contracting at all
     if fading and floor > tol and floor >= 0.5 * final:
         return Verdict("fails", f"KKT residual settles at {floor:.2g} > {tol:g}: not a KKT point "
-                                f"({last.describe()})", math.log10(tol / floor), ev)
+                                f"({last.describe()})", math.log10(tol / floor), {**ev, "decided_by": "settled residual"})
+    # slow is not false: a residual still falling says how far the horizon would have to go
+    needed = trend.log10_t_at(tol, final) if final < math.inf else math.inf
+    ev["log10_t_needed"] = needed
     return Verdict("inconclusive", f"KKT residual {final:.2g} > {tol:g} at log10 t = {lt[-1]:.4g}, local exponent "
-                                   f"{trend.p_local:.2g}: {last.describe()}", math.nan, ev)
+                                   f"{trend.p_local:.2g}, tol reached near log10 t ~ {needed:.3g}: {last.describe()}",
+                   math.nan, {**ev, "decided_by": "horizon (not converged)"})
 
 
 def _note(traj) -> str:

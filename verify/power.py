@@ -7,7 +7,9 @@ claim this applies (no new simulations -- the claim's trajectories are reused):
 * the wrong rules of :data:`WRONG_RULES` -- threshold, exponent and formula changes a
   careless derivation (or a reviewer mutating the code) would make;
 * the generic per-instance mutants of :func:`~sambias.verify.catalogue.prediction_mutants`
-  (another basis vector, the negated or rotated target, 0, the reversed order, ...).
+  (another basis vector, the negated or rotated target, 0, the reversed order, ...);
+* code mutants (:func:`code_mutants`): parts of the checks switched off, a reference
+  computed with the wrong exponent -- killed when some verdict of the claim changes.
 
 A mutant is *rejected* when the check says "fails" on at least one instance where it
 disagrees with the claim (a mutant that never disagrees is reported as not separated:
@@ -36,7 +38,7 @@ class PowerRow:
 
     claim: str
     mutant: str
-    kind: str          # "rival" | "wrong rule" | "generic"
+    kind: str          # "rival" | "wrong rule" | "generic" | "code" (separated: verdicts compared)
     separated: int
     rejected_on: int
 
@@ -107,6 +109,130 @@ def _wrong_rules() -> dict[str, tuple[Rival, ...]]:
     }
 
 
+# --- code mutants: wrong *code* behind the checks, not wrong predictions --------------------
+@dataclass(frozen=True)
+class CodeMutant:
+    """A deliberate bug in the verifier: ``patch()`` returns the attribute patches
+    (``(module, name, replacement)``) that plant it.  It is *killed* when, with the patches
+    applied, some verdict on the quick catalogue's own runs changes (a claim's instance, a
+    rival's or a generic mutant's) -- i.e. the catalogue depends on the code it removes."""
+
+    name: str
+    claims: tuple[str, ...]
+    patch: Any
+    description: str = ""
+
+
+def _drop_part(fn, prefixes: tuple[str, ...]):
+    """``fn`` with the parts whose fail reasons start with ``prefixes`` switched off (a
+    verdict they decided becomes "holds", as if the part were not there)."""
+    from .verdict import Verdict
+
+    def mutated(*a, **kw):
+        v = fn(*a, **kw)
+        if v.fails and v.reason.startswith(prefixes):
+            return Verdict("holds", "[mutant] " + v.reason, 0.0, v.evidence)
+        return v
+    return mutated
+
+
+def code_mutants() -> tuple[CodeMutant, ...]:
+    """The issue's code mutants: amplification part (d) and the first-leader parts
+    (i)/(ii) switched off, the depth-sensitivity subset test off, and the quasi-norm
+    reference with p = 1 instead of 2/L."""
+    import importlib
+
+    C = importlib.import_module("sambias.verify.checks")
+    K = importlib.import_module("sambias.verify.catalogue")
+    R = importlib.import_module("sambias.verify.references")
+    D = importlib.import_module("sambias.verify.claims_deep")
+
+    def p_one(fn):
+        return lambda X, y, depth, **kw: fn(X, y, 2, **kw) if depth >= 3 else fn(X, y, depth, **kw)
+
+    def subset_off(check):
+        from .verdict import Verdict
+
+        def mutated(trajs, prediction):
+            v = check(trajs, prediction)
+            if v.fails and "but not at L = 3" in v.reason:
+                return Verdict("holds", "[mutant] " + v.reason, 0.0, v.evidence)
+            return v
+        return mutated
+
+    return (
+        CodeMutant("amplification-(d)-off", ("l2sam-depth2-amplification",),
+                   lambda: [(C, "check_amplification", _drop_part(C.check_amplification, ("(d)",)))],
+                   "share-peak order (part d) not checked"),
+        CodeMutant("amplification-(a)(e)-off", ("l2sam-depth2-amplification",),
+                   lambda: [(C, "check_amplification", _drop_part(C.check_amplification, ("(a)", "(e)")))],
+                   "first leader and minor phase (parts a, e) not checked"),
+        CodeMutant("first-leaders-(i)-off", ("l2sam-depth2-amplification-init",),
+                   lambda: [(C, "check_first_leaders", _drop_part(C.check_first_leaders, ("(i)",)))],
+                   "per-run first leader (part i) not checked"),
+        CodeMutant("first-leaders-(ii)-off", ("l2sam-depth2-amplification-init",),
+                   lambda: [(C, "check_first_leaders", _drop_part(C.check_first_leaders, ("(ii)", "(iii)")))],
+                   "rank order over the init scales (parts ii, iii) not checked"),
+        CodeMutant("subset-test-off", ("linfsam-depth-sensitivity",),
+                   lambda: [(K, "_check_sensitivity", subset_off(K._check_sensitivity)), ("check", None, subset_off)],
+                   "the depth-sensitivity subset test not applied"),
+        CodeMutant("quasi-norm-p1", ("gd-deep-kkt", "l2sam-deep-kkt"),
+                   lambda: [(R, "quasi_norm_argmin", p_one(R.quasi_norm_argmin)),
+                            (D, "quasi_norm_argmin", p_one(D.quasi_norm_argmin))],
+                   "the global minimiser of |beta|_(2/L) computed with p = 1"),
+    )
+
+
+def _outcomes(res, check, generic: bool) -> list[str]:
+    """Every verdict the power test reads off one claim's runs, in a fixed order."""
+    from .catalogue import prediction_mutants
+
+    out = []
+    for ir in res.instance_results:
+        if not ir.trajectories:
+            continue
+        out.append(safe_check(check, ir.trajectories, ir.instance.prediction).outcome)
+        for rv in res.claim.rivals:
+            try:
+                pred = rv.predict(ir.instance.problems)
+            except Exception:
+                out.append("n/a")
+                continue
+            out.append(safe_check(check, ir.trajectories, pred).outcome)
+        if generic:
+            for _, wrong in (res.claim.mutants or prediction_mutants)(ir.instance.prediction, ir.instance):
+                out.append(safe_check(check, ir.trajectories, wrong).outcome)
+    return out
+
+
+def code_power(results: Sequence, mutants: Sequence[CodeMutant] | None = None) -> list[PowerRow]:
+    """Each code mutant against the claims it targets (those in ``results``): killed
+    (``rejected_on`` = number of verdicts that changed) or surviving."""
+    rows = []
+    by = {r.claim.id: r for r in results}
+    for m in (code_mutants() if mutants is None else mutants):
+        for cid in m.claims:
+            res = by.get(cid)
+            if res is None:
+                continue
+            base = _outcomes(res, res.claim.check, True)
+            patches = m.patch()
+            saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches if mod != "check"]
+            wrap = [new for mod, _, new in patches if mod == "check"]
+            check = wrap[0](res.claim.check) if wrap else res.claim.check
+            try:
+                for mod, name, new in patches:
+                    if mod != "check":
+                        setattr(mod, name, new)
+                after = _outcomes(res, check, True)
+            finally:
+                for mod, name, old in saved:
+                    setattr(mod, name, old)
+            changed = sum(a != b for a, b in zip(base, after))
+            rows.append(PowerRow(cid, m.name, "code", len(base), changed))
+    return rows
+
+
 def power(results: Sequence, *, generic: bool = True) -> list[PowerRow]:
     """Every mutant of every claim in ``results`` (``ClaimResult`` s), checked on the
     claim's own trajectories."""
@@ -134,7 +260,7 @@ def power(results: Sequence, *, generic: bool = True) -> list[PowerRow]:
                 t[0] += 1
                 t[1] += safe_check(res.claim.check, ir.trajectories, wrong).fails
         rows += [PowerRow(cid, name, "generic", s, k) for name, (s, k) in tally.items()]
-    return rows
+    return rows + code_power(results)
 
 
 def format_power(rows: Sequence[PowerRow]) -> str:
