@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from functools import partial
 from typing import Any, Iterable, Sequence
@@ -148,6 +150,16 @@ def prediction_mutants(prediction: Any, instance: Instance | None = None) -> lis
     elif isinstance(prediction, str) and prediction in ("deeper-more-sensitive", "shallower-more-sensitive"):
         out.append(("reversed", "shallower-more-sensitive" if prediction == "deeper-more-sensitive"
                     else "deeper-more-sensitive"))
+    elif type(prediction).__name__ == "LeaderSequence":
+        # claims_reduced imports this module: the type is recognised by name, not imported
+        seq = tuple(prediction.leaders)
+        if seq:
+            out.append(("reversed-sequence", type(prediction)(seq[::-1]) if len(seq) > 1 else type(prediction)(())))
+            out.append(("wrong-last-leader", type(prediction)(seq[:-1] + ((seq[-1] + 1) % instance.problems[0].dim,))
+                        if instance is not None else type(prediction)(())))
+        out.append(("zero-collapse" if seq else "basis-0", type(prediction)(() if seq else (0,))))
+    elif type(prediction).__name__ == "DiscreteOrder":
+        out += [(f"wrong-order-{k:g}", dataclasses.replace(prediction, order=k)) for k in (2.0, 0.5)]
     elif isinstance(prediction, tuple) and prediction and all(isinstance(p, C.Limit) for p in prediction):
         for i, p in enumerate(prediction):
             for name, m in prediction_mutants(p)[:1]:

@@ -157,6 +157,17 @@ def _gd_at_depth2_control(inst: Instance) -> Instance | None:
     return Instance(inst.problems, C.Limit.direction(g, label="sum_i y_i x_i"), inst.label + " [first step]")
 
 
+def _kkt_mutants(prediction, inst: Instance) -> list[tuple[str, Any]]:
+    """Wrong predictions every instance must reject: the minimiser negated, collapse to 0,
+    and the first gradient step where it is apart from the minimiser."""
+    v = _global_limit(inst.problems).target()
+    out = [("negated-minimiser", C.Limit.direction(-v)), ("zero", C.Limit.zero(len(v)))]
+    first = _gd_at_depth2_control(inst)
+    if first is not None:
+        out.append(("first-step", first.prediction))
+    return out
+
+
 def kkt_claim(algorithm: str) -> Claim:
     """The L >= 3 KKT claim for ``"gd"`` (known result) or ``"l2-sam"`` (Thm 4.2)."""
     name = "GD" if algorithm == "gd" else "l2-SAM"
@@ -172,6 +183,7 @@ def kkt_claim(algorithm: str) -> Claim:
                    + ("; Thm 4.2 assumes directional convergence of the layers" if algorithm != "gd" else ""),
         source="known result cited in THEORY.md" if algorithm == "gd" else "secondary source",
         generate=_kkt_generate(algorithm), predict=lambda ps: KKTTarget(ps[0].depth), check=_check,
+        mutants=_kkt_mutants,
         settings=SimSettings(horizon="1e1000", quick_horizon="1e1000", instances=5, quick_instances=2,
                              max_steps=40000),
         negative_controls=(
