@@ -97,6 +97,22 @@ _NAMESPACE = {"fzero": fzero, "from_int": from_int, "from_rational": from_ration
               **{f"_fn_{k}": v for k, v in _SCALAR_FUNCTIONS.items()}, "__builtins__": {"zip": zip}}
 
 
+def _fraction(e) -> tuple[list, list]:
+    """A product's factors split into numerator and denominator (negative integer powers
+    and unit fractions ``1/q`` go below), so both printers divide once."""
+    import sympy as sp
+
+    num, den = [], []
+    for f in sp.Mul.make_args(e):
+        if isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp < 0:
+            den.append(f.base ** (-f.exp))
+        elif isinstance(f, sp.Rational) and not isinstance(f, sp.Integer) and f.p == 1:
+            den.append(sp.Integer(f.q))
+        else:
+            num.append(f)
+    return num, den
+
+
 def _raw(e) -> str:
     """Python text evaluating the SymPy expression ``e`` on raw tuples at ``prec``."""
     import sympy as sp
@@ -130,14 +146,7 @@ def _raw(e) -> str:
             # a switching sign is +-1 on every segment but the sliding ones: skip the multiply
             s, rest = signs[0].name, _raw(e / signs[0])
             return f"({rest} if {s} is _P1 else mpf_neg({rest}) if {s} is _M1 else mpf_mul({s}, {rest}, prec, 'n'))"
-        num, den = [], []
-        for f in sp.Mul.make_args(e):
-            if isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp < 0:
-                den.append(f.base ** (-f.exp))
-            elif isinstance(f, sp.Rational) and not isinstance(f, sp.Integer) and f.p == 1:
-                den.append(sp.Integer(f.q))
-            else:
-                num.append(f)
+        num, den = _fraction(e)
         out = _raw(num[0]) if num else "_ONE"
         for f in num[1:]:
             out = f"mpf_mul({out}, {_raw(f)}, prec, 'n')"
@@ -312,14 +321,7 @@ def _fr(e) -> str:
         c, _ = e.as_coeff_Mul()
         if c.is_Number and c < 0:
             return f"(-{_fr(-e)})"
-        num, den = [], []
-        for f in sp.Mul.make_args(e):
-            if isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp < 0:
-                den.append(f.base ** (-f.exp))
-            elif isinstance(f, sp.Rational) and not isinstance(f, sp.Integer) and f.p == 1:
-                den.append(sp.Integer(f.q))
-            else:
-                num.append(f)
+        num, den = _fraction(e)
         out = _fr(num[0]) if num else "_mpfr(1)"
         for f in num[1:]:
             out = f"({out} * {_fr(f)})"
