@@ -15,6 +15,14 @@ the same wall time as ``auto``, and the ratio of the two horizons' log10.
 derived kernels (written to ``results/flows_oracle.json``: the before/after of issue 9).
 ``--mp`` also times ``precision="mp:50"`` on the same cases (the mpmath integrator; see
 ``bench_mp.py`` for its own benchmark) and records the mp / float64 ratio.
+
+``--lean`` (``--lean-only``: nothing else) adds issue 11.2's table: the median wall time of
+``simulate(p, "1e400")`` over ``LEAN_REPEATS`` runs with the lean compiled loop
+(``SAMBIAS_LEAN=1``) and without it (``SAMBIAS_LEAN=0``, the scipy driver) in the same
+process, both on the compiled kernels (``SAMBIAS_JIT=1``), for GD, l2-SAM and linf-SAM
+(Filippov: not on the lean loop, reported for completeness) at d = 4 and 16 on THEORY.md's
+one example ``x = linspace(3, 0.5, d)``, rho = 0.5, init 0.2; target: lean median <= 30 ms.
+Written to ``results/flows_lean.json``; the first run of a shape compiles (untimed).
 """
 
 from __future__ import annotations
@@ -88,8 +96,66 @@ def naive_loop(p: Problem, seconds: float) -> dict:
             "margin": z, "status": status}
 
 
+LEAN_REPEATS = 7
+LEAN_TARGET_S = 0.030
+
+
+def lean_table() -> dict:
+    """Issue 11.2: the 1e400 medians with and without the lean loop, in one run."""
+    import os
+    import statistics
+
+    from sambias.flows import compiled_loop
+
+    os.environ["SAMBIAS_JIT"] = "1"
+    rows = []
+    for d in (4, 16):
+        x = [list(np.linspace(3.0, 0.5, d))]
+        for algorithm in ("gd", "l2-sam", "linf-sam"):
+            p = Problem(depth=2, algorithm=algorithm, rho=RHO, X=x, y=[1], init=Init(scale=0.2))
+            row = {"case": f"{algorithm} d={d}"}
+            for label, flag in (("lean", "1"), ("scipy", "0")):
+                os.environ["SAMBIAS_LEAN"] = flag
+                simulate(p, HORIZON)                       # compile / load (untimed)
+                before = compiled_loop.STATS["segments"]
+                walls = []
+                for _ in range(LEAN_REPEATS):
+                    w0 = time.perf_counter()
+                    tr = simulate(p, HORIZON)
+                    walls.append(time.perf_counter() - w0)
+                row[label] = {"median_s": statistics.median(walls), "min_s": min(walls), "steps": tr.stats["steps"],
+                              "status": tr.status, "lean_segments": compiled_loop.STATS["segments"] - before,
+                              "direction": [float(v) for v in tr.direction_final.ravel()]
+                              if tr.direction_final is not None else None}
+            a, b = row["lean"]["direction"], row["scipy"]["direction"]
+            row["direction_diff"] = float(np.max(np.abs(np.subtract(a, b)))) if a and b else None
+            row["speedup"] = row["scipy"]["median_s"] / row["lean"]["median_s"]
+            rows.append(row)
+    os.environ.pop("SAMBIAS_LEAN", None)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"\nt = {HORIZON}, median of {LEAN_REPEATS} (load {load}): lean compiled loop vs scipy driver, same run")
+    print(f"{'case':16s}{'lean ms':>10s}{'scipy ms':>10s}{'speedup':>9s}{'steps':>13s}{'|dir diff|':>12s}  target <= 30 ms")
+    for r in rows:
+        dd = r["direction_diff"]
+        print(f"{r['case']:16s}{1e3 * r['lean']['median_s']:10.2f}{1e3 * r['scipy']['median_s']:10.2f}"
+              f"{r['speedup']:9.1f}{r['lean']['steps']:>6d}/{r['scipy']['steps']:<6d}"
+              f"{(f'{dd:.1e}' if dd is not None else '-'):>12s}  "
+              f"{'met' if r['lean']['median_s'] <= LEAN_TARGET_S else 'missed'}"
+              f"{'' if r['lean']['lean_segments'] else ' (not on the lean loop)'}")
+    out = {"benchmark": "flows_lean", "horizon": HORIZON, "repeats": LEAN_REPEATS, "target_s": LEAN_TARGET_S,
+           "load": load, "python": sys.version.split()[0], "cases": rows}
+    path = Path(__file__).resolve().parent / "results" / "flows_lean.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"written {path}")
+    return out
+
+
 def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")
+    if "--lean-only" in argv:
+        lean_table()
+        return 0
     with_mp = "--mp" in argv
     # --oracle integrates the hand-written tests/oracles NumpyField instead of the derived
     # kernels (the engine before issue 9): the before/after comparison of the two fields
@@ -134,6 +200,8 @@ def main(argv: list[str]) -> int:
     slow = [r["case"] for r in rows if r["methods"]["auto"]["wall_s"] >= TARGET_S]
     print(f"auto under {TARGET_S:g} s on every case: {'yes' if not slow else 'no: ' + ', '.join(slow)}")
     print(f"written {path}")
+    if "--lean" in argv:
+        lean_table()
     return 0
 
 

@@ -29,9 +29,11 @@ shared machine it is distorted by other jobs).
 instances (x = linspace(3, 0.5, d), rho 0.5, init 0.2; L = 2, 3; d = 4, 16; GD, l2-SAM,
 linf-SAM) plus a GD case whose coordinate 2 starts at 1e-19 in both layers (beta_2 ~ 1e-38).
 Same run, CPU seconds: sambias *before* (libmp field and tableau, no guard digits, local
-tolerance = rtol: the path as it was), sambias *after* (gmpy2 field where it pays, gmpy2
-tableau, guard digits, GBS safety 1e-3),
-both with warm kernel caches, and the after path *cold* (symbolic/ and the printers' caches
+tolerance = rtol: the path as it was), *exact* (guard digits, GBS safety 1e-3, gmpy2 field
+where it pays, none of the speed work below: the previous table's *after*), sambias *after*
+(the default: also Newton event location with short steps, gmpy2 tableau and mpfr midpoint
+sums, the order kept after a rejection, kmax = digits/2 + 10, leaders dated by 1e-24 steps),
+all with warm kernel caches, and the after path *cold* (symbolic/ and the printers' caches
 cleared: derivation + printing included, the analogue of heyoka's compile); heyoka.py's
 Taylor integrator in ``real`` at 166 bits, compile (building ``taylor_adaptive``: JIT) and
 integration apart.  Correct digits (fewest over the coordinates, relative) of before/after
@@ -170,17 +172,40 @@ def rhs_cost() -> dict:
 T10 = 10.0
 
 
-class _before_11_4:
-    """The integrator as it was before issue 11.4: no guard digits, local tolerance = rtol,
-    libmp extrapolation tableau (the field: pass ``mp_field(p, "libmp")``)."""
+class _switches:
+    """Set module switches of flows/ for a ``with`` block (restored on exit)."""
+
+    def __init__(self, **values) -> None:
+        from sambias.flows import mp as mp_mod, mp_integrators as mi, steppers as st
+        self.values = {(mod, k): v for k, v in values.items()
+                       for mod in (mi, st, mp_mod) if hasattr(mod, k)}
 
     def __enter__(self):
-        from sambias.flows import mp_integrators as mi
-        self.mi, self.saved = mi, (mi.GUARD_DIGITS, mi.GBS_SAFETY, mi.FAST_TABLEAU)
-        mi.GUARD_DIGITS, mi.GBS_SAFETY, mi.FAST_TABLEAU = 0, "1", False
+        self.saved = {key: getattr(*key) for key in self.values}
+        for (mod, k), v in self.values.items():
+            setattr(mod, k, v)
 
     def __exit__(self, *exc):
-        self.mi.GUARD_DIGITS, self.mi.GBS_SAFETY, self.mi.FAST_TABLEAU = self.saved
+        for (mod, k), v in self.saved.items():
+            setattr(mod, k, v)
+
+
+# issue 11.4's speed work, all off: Illinois on re-taken steps (no memo), libmp tableau, mpf midpoint
+# sums, ODEX's order drop after a rejection, kmax = digits/2 + 4, leaders dated by full re-takes
+_NO_SPEED = dict(NEWTON_LOCATE=False, SHORT_HOPS=False, MEMO_DENSE=False, FAST_TABLEAU=False, MPFR_STEPS=False,
+                 REJECT_KEEPS_ORDER=False, _KMAX_ADD=4, DENSE_RTOL=None)
+
+
+def _before_11_4():
+    """The integrator as it was before issue 11.4: no guard digits, local tolerance = rtol,
+    libmp extrapolation tableau (the field: pass ``mp_field(p, "libmp")``), none of the speed work."""
+    return _switches(GUARD_DIGITS=0, GBS_SAFETY="1", **_NO_SPEED)
+
+
+def _exact_only():
+    """Issue 11.4's exactness (guard digits, GBS safety) without its speed work: the path the
+    previous README table calls *after*."""
+    return _switches(**_NO_SPEED)
 
 
 def _digits(got, ref) -> float:
@@ -219,7 +244,7 @@ def t10() -> dict:
     from tests.oracles.heyoka_flow import heyoka_final
 
     rows = []
-    head = (f"{'case':18s} {'before':>7s} {'after':>6s} {'cold':>6s} {'hy166':>6s} {'+comp':>6s} "
+    head = (f"{'case':18s} {'before':>7s} {'exact':>6s} {'after':>6s} {'cold':>6s} {'hy166':>6s} {'+comp':>6s} "
             f"{'after/hy+c':>10s} {'d_bef':>6s} {'d_aft':>6s} {'d_h200':>6s} {'d_mp80':>6s} {'min|w|':>8s}")
     print(head)
     print("-" * len(head), flush=True)
@@ -236,6 +261,8 @@ def t10() -> dict:
         with _before_11_4():
             before, before_cpu, before_wall = _cpu(lambda: simulate_mp(p, str(T10), digits=DIGITS,
                                                                        field=make_field(p, "libmp")))
+        with _exact_only():
+            exact, exact_cpu, _ = _cpu(lambda: simulate_mp(p, str(T10), digits=DIGITS))
         after, after_cpu, after_wall = _cpu(lambda: simulate_mp(p, str(T10), digits=DIGITS))
         cold_cpu = derive_cpu + after_cpu
         mp80, mp80_cpu, _ = _cpu(lambda: simulate_mp(p, str(T10), digits=80))
@@ -244,6 +271,7 @@ def t10() -> dict:
         row = {
             "case": name, "status": [before.status, after.status, mp80.status],
             "before_cpu_s": before_cpu, "before_nfev": before.stats["nfev"],
+            "exact_only_cpu_s": exact_cpu, "exact_only_nfev": exact.stats["nfev"],
             "after_cpu_s": after_cpu, "after_nfev": after.stats["nfev"], "after_wall_s": after_wall,
             "after_cold_cpu_s": cold_cpu, "mp80_cpu_s": mp80_cpu,
             "heyoka166_compile_cpu_s": info166["compile_cpu_s"], "heyoka166_integrate_cpu_s": info166["integrate_cpu_s"],
@@ -253,6 +281,8 @@ def t10() -> dict:
             "ratio_cold_over_heyoka166_with_compile": cold_cpu / hy_total,
             "ratio_after_over_heyoka166_integrate": after_cpu / info166["integrate_cpu_s"],
             "speedup_after_over_before": before_cpu / after_cpu,
+            "speedup_after_over_exact_only": exact_cpu / after_cpu,
+            "digits_exact_only_vs_h300": _digits(w(exact), w_h300),
             "digits_before_vs_h300": _digits(w(before), w_h300),
             "digits_after_vs_h300": _digits(w(after), w_h300),
             "digits_after_vs_h200": _digits(w(after), w_h200),
@@ -263,7 +293,7 @@ def t10() -> dict:
         }
         rows.append(row)
         _write_t10(rows)     # after every case: a long run interrupted still leaves its rows
-        print(f"{name:18s} {before_cpu:7.2f} {after_cpu:6.2f} {cold_cpu:6.2f} {info166['integrate_cpu_s']:6.2f} "
+        print(f"{name:18s} {before_cpu:7.2f} {exact_cpu:6.2f} {after_cpu:6.2f} {cold_cpu:6.2f} {info166['integrate_cpu_s']:6.2f} "
               f"{hy_total:6.2f} {row['ratio_after_over_heyoka166_with_compile']:10.2f} "
               f"{row['digits_before_vs_h300']:6.1f} {row['digits_after_vs_h300']:6.1f} "
               f"{row['digits_after_vs_h200']:6.1f} {row['digits_after_vs_mp80']:6.1f} {row['min_abs_w']:8.1e}",

@@ -55,6 +55,22 @@ class CollapseWatch:
         return self.ratio(w) < 1e-4
 
 
+def stationary_status(problem, w: np.ndarray, where: str) -> str | None:
+    """The ``"stationary: ..."`` status of a run frozen at a point that misclassifies an
+    example (USAM can stop there: issue 10.3); ``None`` when every margin is positive or
+    ``beta = 0`` (linf-SAM's columns held at 0 -- reported by ``beta_collapsed``)."""
+    beta = np.prod(np.asarray(w, float).reshape(problem.depth, problem.dim), axis=0)
+    if not np.any(beta != 0.0):
+        return None
+    margins = np.asarray(problem.signed_data, float) @ beta
+    bad = np.flatnonzero(margins <= 0.0)
+    if bad.size == 0:
+        return None
+    i = int(bad[np.argmin(margins[bad])])
+    return (f"stationary: W stopped moving at {where} at a point that misclassifies "
+            f"{bad.size} example(s) (example {i}: margin {margins[i]:.6g}); held there to the horizon")
+
+
 def is_filippov(problem) -> bool:
     """Whether the problem's algorithm is discontinuous (sign-type, as linf-SAM): its flow is
     integrated in the Filippov sense.  Read off the algorithm's one definition in symbolic/."""

@@ -50,8 +50,9 @@ from sambias.horizon import Horizon, parse_horizon
 from sambias.problem import Problem
 
 from .batch_field import BatchField, BatchUnsupported, Modes, shape_key
-from .collapse import COLLAPSE_RTOL, collapse_status, is_filippov, is_normalised
-from .logtime import LN10, ln1p_of_horizon, log10_t_from_s, tau_from_r
+from .collapse import COLLAPSE_RTOL, collapse_status, is_filippov, is_normalised, stationary_status
+from .logtime import LN10, frozen_clocks, ln1p_of_horizon, log10_t_from_s, tau_from_r
+from .logtime import where as _where
 from .losses import log10_loss_rows
 from .trajectory import DominantSwitch, Trajectory
 
@@ -206,10 +207,6 @@ def _safe_norm_rows(v: np.ndarray) -> np.ndarray:
     m = np.max(np.abs(v), axis=1) if v.shape[1] else np.zeros(v.shape[0])
     safe = np.where(m > 0, m, 1.0)
     return np.where(m > 0, safe * np.sqrt(np.sum((v / safe[:, None]) ** 2, axis=1)), 0.0)
-
-
-def _where(s: float, r: float) -> str:
-    return f"log10 t = {log10_t_from_s(s):.6g} (tau = {tau_from_r(r):.6g})"
 
 
 def _leader(b: np.ndarray) -> np.ndarray:
@@ -668,14 +665,7 @@ class _Ensemble:
 
     def _freeze(self, b: int, phi: float) -> None:
         s, r = float(self._s(self.lt[b])), float(self.Y[b, self.N])
-        if self.time == "physical":
-            s1 = self.s_target
-            log_gap = s1 + math.log(-math.expm1(s - s1)) if s1 > s else -math.inf
-            r1 = float(np.logaddexp(r, log_gap - phi))
-        else:
-            r1 = self.r_target
-            log_gap = r1 + math.log(-math.expm1(r - r1)) if r1 > r else -math.inf
-            s1 = float(np.logaddexp(s, log_gap + phi))
+        s1, r1 = frozen_clocks(self.time, s, r, phi, self.s_target, self.r_target)
         self.frozen_from[b] = (float(log10_t_from_s(s)), float(tau_from_r(r)))
         nu1 = self.nu[b] + (r1 - r)
         self.Y[b, self.N] = r1
@@ -683,22 +673,9 @@ class _Ensemble:
         self._save(b, nu1, self.Y[b, :self.N], self.lt[b], r1)
         self.active[b] = False
         self.result[b] = "horizon"
-        note = self._stationary_note(b, s, r)
+        note = stationary_status(self.problems[b], self.Y[b, :self.N], _where(s, r))
         if note:
             self.status[b] = note
-
-    def _stationary_note(self, b, s, r) -> str | None:
-        p = self.problems[b]
-        beta = np.prod(self.Y[b, :self.N].reshape(self.L, self.d), axis=0)
-        if not np.any(beta != 0.0):
-            return None
-        margins = np.asarray(p.signed_data, float) @ beta
-        bad = np.flatnonzero(margins <= 0.0)
-        if bad.size == 0:
-            return None
-        i = int(bad[np.argmin(margins[bad])])
-        return (f"stationary: W stopped moving at {_where(s, r)} at a point that misclassifies "
-                f"{bad.size} example(s) (example {i}: margin {margins[i]:.6g}); held there to the horizon")
 
     # --- linf-SAM: settling a new mode at an event --------------------------------------------------
     def _normal(self, W, rows, pw, pinned, k, side):

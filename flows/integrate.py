@@ -42,12 +42,12 @@ from sambias.errors import ProblemError, SimulationError
 from sambias.horizon import Horizon, parse_horizon
 from sambias.problem import Problem
 
-from .collapse import CollapseWatch, collapse_status, is_filippov
+from .collapse import CollapseWatch, collapse_status, is_filippov, stationary_status
 from .dominant import dominant_switches
 from .driver import Event, Progress, advance
 from .filippov import FilippovModel
 from .steppers import Float64Stepper
-from .logtime import LN10, LogTimeSystem, ln1p_of_horizon, log10_t_from_s, tau_from_r
+from .logtime import LN10, LogTimeSystem, frozen_clocks, ln1p_of_horizon, log10_t_from_s, tau_from_r, where
 from .losses import log10_loss_rows
 from .trajectory import Trajectory
 
@@ -211,10 +211,6 @@ class _LinearSegment:
         return (1 - theta) * self.w0 + theta * self.w1, s, self.r0 + theta * (self.r1 - self.r0)
 
 
-def _where_of(s: float, r: float) -> str:
-    return f"log10 t = {log10_t_from_s(s):.6g} (tau = {tau_from_r(r):.6g})"
-
-
 def _log_expm1(s: float) -> float:
     """``ln(e^s - 1)`` for ``s > 0`` without forming ``e^s`` (``s = ln(1 + T)`` of T = 1e400)."""
     return s + math.log(-math.expm1(-s))
@@ -375,7 +371,7 @@ class _Run:
         self.r.append(float(r))
 
     def _where(self) -> str:
-        return _where_of(self.s[-1], self.r[-1])
+        return where(self.s[-1], self.r[-1])
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> Trajectory:
@@ -423,10 +419,8 @@ class _Run:
                             "mp:DIGITS or a larger initialisation")
             raise _Stop(collapse_status(-math.inf, 0.0).replace("w reached 0", "w starts at 0"))
         if self.model is not None:
-            mode = self.model.initial_mode(w)
-            zero = (w == 0.0) if self.model.coord_surfaces else np.zeros(self.N, bool)
-            if zero.any():
-                mode, decisions = self.model.settle(w, mode, zero, np.zeros(self.d, bool), tol=self._ftol(w, mode))
+            mode, decisions = self.model.start(w)
+            if decisions is not None:
                 self._log("start", 0.0, 0.0, decisions=decisions)
         if float(np.max(np.abs(w))) >= self.w_max:
             # the data's scale alone puts the margins or the clock's gradient past float64 at
@@ -504,7 +498,8 @@ class _Run:
                 self.nfev += system.nfev
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise _Stop(f"solver: {method} failed ({msg}) at {self._where()}")
-            self.segments.append(_Segment(system, rec.ts, rec.interps, rec.points[0]))
+            # (the lean loop's segment reads s = ln(1 + t) off its own quadrature, not phi + delta)
+            self.segments.append(getattr(rec, "segment", None) or _Segment(system, rec.ts, rec.interps, rec.points[0]))
             self.nfev += system.nfev
             self.njev += system.njev
             self.nlu += stepper.nlu
@@ -563,6 +558,15 @@ class _Run:
 
     def _advance(self, method, system, nu, y0, atol, first, mode, rec):
         """One segment: a stepper of ``method`` from ``(nu, y0)`` run by the shared loop."""
+        # --- lean compiled loop (issue 11.2, flows/compiled_loop.py): a smooth segment of an
+        # "auto" run without user events is stepped in machine code when the shape's kernels
+        # are compiled; it returns None (scipy below takes the segment) for anything unusual
+        if mode is None and self.method_asked == "auto" and not self.user_events:
+            from .compiled_loop import lean_advance
+            lean = lean_advance(self, system, nu, y0, atol, first, rec)
+            if lean is not None:
+                return lean
+        # --- end of the lean hook
         stepper = Float64Stepper(method, system.fun, nu, y0, rtol=self.rtol, atol=atol,
                                  jac=system.jac, first_step=first, t_bound=self.nu_end)
         rec.stepper = stepper
@@ -650,16 +654,7 @@ class _Run:
         tau = tau_from_r(r)
         if left > math.log(rel):
             return False
-        phi = -float(log_S)
-        if self.time == "physical":
-            s1 = self.s_target
-            # tau_T = tau + (T - t) e^{-phi}; T - t = e^{s1} - e^{s} (as logs, T past 1e308)
-            log_gap = s1 + math.log(-math.expm1(s - s1)) if s1 > s else -math.inf
-            r1 = float(np.logaddexp(r, log_gap - phi))
-        else:
-            r1 = self.r_target
-            log_gap = r1 + math.log(-math.expm1(r - r1)) if r1 > r else -math.inf
-            s1 = float(np.logaddexp(s, log_gap + phi))
+        s1, r1 = frozen_clocks(self.time, s, r, -float(log_S), self.s_target, self.r_target)
         nu1 = nu + (r1 - r)          # W fixed: nu advances with ln(1 + tau) only
         self.segments.append(_FrozenSegment(w, nu, s, r, nu1, s1, r1))
         if self.seg_of:
@@ -670,24 +665,9 @@ class _Run:
         self._log("frozen", s, r, note=f"|dW/dtau| (1 + tau) below {rel:.3g} of the weight scale: "
                                        "W held fixed, clocks advanced exactly")
         self.frozen_from = (log10_t_from_s(s), tau)
-        self.stationary = self._stationary_note(w, s, r)
+        self.stationary = stationary_status(self.problem, w, where(s, r))
         self.reached = True
         return True
-
-    def _stationary_note(self, w, s, r) -> str | None:
-        """The ``"stationary: ..."`` status of a run frozen at a point that misclassifies an
-        example (USAM can stop there: issue 10.3); ``None`` when every margin is positive
-        or ``beta = 0`` (linf-SAM's columns held at 0 -- reported by ``beta_collapsed``)."""
-        beta = np.prod(np.asarray(w, float).reshape(self.L, self.d), axis=0)
-        if not np.any(beta != 0.0):
-            return None
-        margins = np.asarray(self.problem.signed_data, float) @ beta
-        bad = np.flatnonzero(margins <= 0.0)
-        if bad.size == 0:
-            return None
-        i = int(bad[np.argmin(margins[bad])])
-        return (f"stationary: W stopped moving at {_where_of(s, r)} at a point that misclassifies "
-                f"{bad.size} example(s) (example {i}: margin {margins[i]:.6g}); held there to the horizon")
 
     def _final(self, name: str, w, s, r) -> None:
         if name == "horizon":
@@ -699,10 +679,6 @@ class _Run:
         self._log("overflow", s, r)
         raise _Stop(f"overflow: |w| reached {self.w_max:.3g} at {self._where()}; float64 cannot carry "
                     "the weights further (use precision mp:DIGITS)")
-
-    def _ftol(self, w: np.ndarray, mode) -> float:
-        dw, _ = self.model.flow(w, mode)
-        return 1e-10 * (1.0 + float(np.max(np.abs(dw)))) + 1e-12 * self.problem.rho
 
     def _switch(self, mode, w, s, r, fired):
         """Settle the linf-SAM mode at an event point (snapping coordinates onto 0)."""
@@ -740,7 +716,7 @@ class _Run:
             gcand |= (np.abs(g) <= 1e-12 * max(scale_g, 1e-300)) & ~model.g_trivial
         base = mode.copy()
         if "release" in fired:
-            base = self._release(base, w)
+            base = model.release(w, base)
             cand &= base.pinned.ravel() | ~mode.pinned.ravel()
             gcand &= base.gslide | ~mode.gslide
         # coordinates on a side: their frozen sign follows the state
@@ -753,25 +729,10 @@ class _Run:
             keep = ~gcand & ~model.g_trivial & (g != 0.0)
             base.pg = np.where(keep, np.where(g < 0, -1.0, 1.0), base.pg)
             base.gslide &= gcand
-        new, decisions = model.settle(w, base, cand, gcand, tol=self._ftol(w, base))
+        new, decisions = model.settle(w, base, cand, gcand, tol=model.settle_tol(w, base))
         self._log("+".join(sorted(set(fired) - {"max_steps"})) or "switch", s, r, decisions=decisions,
                   mode=new.describe())
         return new, w
-
-    def _release(self, mode, w):
-        """Leave the sliding surface whose equivalent control reached +-1, to that side."""
-        model = self.model
-        Pi, G = model.signs(w, mode)
-        mode = mode.copy()
-        for k, j in zip(*np.nonzero(mode.pinned)):
-            if mode.pinned[:, j].sum() == 1 and abs(Pi[k, j]) >= 1.0 - 1e-6:
-                mode.pinned[k, j] = False
-                mode.pw[k, j] = 1.0 if Pi[k, j] > 0 else -1.0
-        for j in np.flatnonzero(mode.gslide):
-            if abs(mode.cg[j]) >= 1.0 - 1e-6:
-                mode.gslide[j] = False
-                mode.pg[j] = 1.0 if mode.cg[j] > 0 else -1.0
-        return mode
 
     def _log(self, kind: str, s: float, r: float, **extra) -> None:
         self.n_events += 1

@@ -103,6 +103,22 @@ def tau_from_r(r: float | np.ndarray) -> float | np.ndarray:
     return float(out) if np.ndim(r) == 0 else out
 
 
+def where(s: float, r: float) -> str:
+    """``"log10 t = ... (tau = ...)"``: where a status message says a run stopped."""
+    return f"log10 t = {log10_t_from_s(s):.6g} (tau = {tau_from_r(r):.6g})"
+
+
+def frozen_clocks(time: str, s: float, r: float, phi: float, s_target: float, r_target: float) -> tuple[float, float]:
+    """``(s, r)`` at the horizon for ``W`` held fixed from ``(s, r)``: ``dt/dtau = e^phi`` is then
+    constant, so ``t`` grows linearly in ``tau`` (both float64 drivers stop integrating there)."""
+    if time == "physical":
+        # tau_T = tau + (T - t) e^{-phi}; T - t = e^{s1} - e^{s} (as logs, T past 1e308)
+        log_gap = s_target + math.log(-math.expm1(s - s_target)) if s_target > s else -math.inf
+        return s_target, _logaddexp(r, log_gap - phi)
+    log_gap = r_target + math.log(-math.expm1(r - r_target)) if r_target > r else -math.inf
+    return _logaddexp(s, log_gap + phi), r_target
+
+
 def ln1p_of_horizon(horizon) -> float:
     """``ln(1 + T)`` of a :class:`~sambias.horizon.Horizon` (``ln T`` once ``1`` is negligible)."""
     if horizon.log10 < 15.0:

@@ -14,9 +14,10 @@ also kept as decimal strings at full precision (``stats["w_final_mp"]``, and
 
 The run loop is the float64 driver's (:func:`sambias.flows.driver.advance` over
 :class:`sambias.flows.steppers.MpStepper`).  Events are located inside a step by
-re-stepping from the step start with a shorter step (Illinois regula falsi on the step
-length), so the landing point has the integrator's full accuracy; leader changes are
-dated the same way (re-taken steps, not a cubic):
+re-stepping from the step start with a shorter step, or a short controlled step from a
+state already known on it (safeguarded Newton on the step length, :meth:`MpStepper.locate`),
+so the landing point has the integrator's full accuracy; leader changes are dated by
+controlled steps too (to 1e-24: the copies are float64), not a cubic:
 
 * the physical horizon ``s = ln(1 + T)``;
 * l2-SAM collapse: ``|F(W)|`` falls below ``collapse_rtol * |F(W(0))|`` -- the
@@ -24,26 +25,14 @@ dated the same way (re-taken steps, not a cubic):
   cleanly with status ``"collapse: ..."``;
 * linf-SAM switching (below).
 
-**linf-SAM: Filippov's flow with the float64 driver's conventions** (:mod:`sambias.flows.filippov`
-is the reference; this is the same model in mp arithmetic).  Because
-``F[l, j] = g_j prod_{k != l} W[k, j]``, the right-hand side is discontinuous across the
-coordinate hyperplanes ``W[k, j] = 0`` (``L >= 2``) and across ``g_j(W) = 0`` (several
-examples).  The driver keeps sign memory (``Pi = sign W`` per coordinate, ``G = sign g``
-per column), freezes the switches ``sigma[l, j] = G_j prod_{m != l} Pi[m, j]`` within a step
-and lands on every zero crossing exactly.  At an event the coordinates at 0 are *settled*
-as float64 settles them: all pinned, then each released to a side unless both one-sided
-velocities push into its surface.
-
-* a single pinned coordinate in a column: its velocity is 0 by the convex combination
-  ``mu f+ + (1 - mu) f-`` of its two sides' rescaled fields, and the clock is the same
-  combination of the physical fields, ``dt/dtau = mu e^{phi+} + (1 - mu) e^{phi-}``; it is
-  released (event) when the equivalent control ``Pi[k, j]`` reaches ``+-1``;
-* two or more pinned coordinates in a column: the column is frozen and its clock keeps the
-  sign pattern it arrived with -- the limit of discrete linf-SAM, which flips the whole
-  column's signs every step (THEORY.md's "mixed" example: tests/test_flows_precisions.py
-  checks the closed form in p/q variables and :func:`~sambias.flows.iterate`);
-* a column on ``g_j = 0`` with both sides pushing in slides: ``G_j = c_j`` solves
-  ``dg_j/dtau = 0`` (equivalent control), released when ``|c_j|`` reaches 1.
+**linf-SAM: Filippov's flow, the float64 driver's model**
+(:class:`~sambias.flows.filippov.MpFilippovModel` is :class:`~sambias.flows.filippov.FilippovModel`
+-- one implementation -- in mp arithmetic): sign memory per coordinate and per column,
+switches frozen within a step, every zero crossing landed on exactly, and at an event the
+same settling rule, equivalent controls for sliding (a pinned coordinate, a column on
+``g_j = 0``), corner clocks on their arrival signs and releases when a control reaches
+``+-1`` -- see that module.  The driver adds one event per coordinate, ``g_j`` and control,
+so it knows which one fired.
 
 ``"chattering: ..."`` remains only as a guard against events piling up at one instant.
 A coordinate touching 0 tangentially inside one step (two crossings) is not seen.
@@ -66,6 +55,7 @@ import math
 import time as _time
 from typing import Any
 
+import gmpy2
 import mpmath
 import numpy as np
 from mpmath import mpf
@@ -74,9 +64,10 @@ from mpmath.libmp import mpf_mul
 from .collapse import collapse_status, is_filippov, is_normalised
 from .dominant import dominant_switches
 from .logtime import log10_t_from_s
+from .filippov import MpFilippovModel
 from .mp_field import CollapseError, mp_field
 from .driver import Event, Progress, advance
-from .mp_integrators import default_method
+from .mp_integrators import OutOfRange, default_method
 from .steppers import MpStepper
 from .trajectory import Trajectory
 
@@ -86,6 +77,11 @@ ATOL_FLOOR = 1e-100   # default atol of the weights: this times rtol times the i
 _FLOAT_LIMIT = 1e300   # states beyond this cannot be returned as float64 copies (beta too)
 _MAX_EVENT_ITER = 80
 _CHATTER_LIMIT = 50    # events in a row at (numerically) one instant
+# GBS steps entirely in gmpy2 mpfr where the field allows (_MpRun.rhs_fr; issue 11.4)
+MPFR_STEPS = True
+# local tolerance of the steps that date leader changes (the trajectory's float64 copies);
+# None: re-take the step at its full column (as before issue 11.4's speed work)
+DENSE_RTOL = mpf("1e-24")
 
 
 def simulate_mp(problem, horizon, *, time: str = "physical", digits: int = 50,
@@ -228,93 +224,13 @@ class _MpRun:
         T = mpf(str(horizon.value))
         self.T = T
         self.s_target = mpmath.log1p(T) if time_kind == "physical" else None
-        # linf-SAM mode
-        self.side = [1] * self.N
-        self.gsign = [1] * self.d
-        self.pinned: set[int] = set()   # coordinates held at exactly 0 (Filippov sliding)
-        self.base_sigma: list | None = None
-        self._base_key = None
-        self.settle_tol = mpf(10) ** (8 - digits)
-        self.gslide: set[int] = set()    # columns sliding on g_j = 0 (several examples)
-        self.cg: dict[int, Any] = {}     # their equivalent controls, last solved values
-        self.g_trivial = [all(problem.signed_data[i, j] == 0 for i in range(problem.n)) for j in range(problem.dim)]
+        # linf-SAM: the float64 driver's Filippov model in mp arithmetic, and its mode
+        self.model = MpFilippovModel(problem, self._field, self.mf, self.rtol, digits) if self.linf else None
+        self.mode = None
         self.near_collapse = False
         self.bar = None     # a driver.Progress when asked for
 
     # --- the right-hand side ------------------------------------------------------
-    def _signs(self, w: list, pinned=None) -> tuple[list, list]:
-        """``(Pi, G)``: primitive signs with equivalent controls substituted (as float64).
-
-        A column with one pinned coordinate ``(k, j)`` gets ``Pi[k, j] = c``, the root of
-        its own velocity of smallest ``|c|`` (``L = 2``: ``c = -W[1-k, j]/(rho G_j)``),
-        clipped to ``[-1, 1]``; a column with two or more has ``Pi = 0`` at its pins.
-        """
-        pinned = self.pinned if pinned is None else pinned
-        Pi = list(self.side)
-        G = list(self.gsign)
-        for j in self.gslide:
-            G[j] = self.cg.get(j, mpf(0))
-        if not pinned:
-            return Pi, G
-        L, d, rho = self.L, self.d, self.rho
-        for j, ks in self._columns(pinned).items():
-            if len(ks) >= 2 or G[j] == 0 or rho == 0:
-                for k in ks:
-                    Pi[k * d + j] = 0
-                continue
-            k = ks[0]
-            c = self._control(w, Pi, G, k, j)
-            Pi[k * d + j] = 0 if c is None else max(mpf(-1), min(mpf(1), c))
-        return Pi, G
-
-    def _control(self, w, Pi, G, k, j):
-        """Unclipped equivalent control of the single pinned ``(k, j)`` (``None``: no root)."""
-        best = None
-        d = self.d
-        for m in range(self.L):
-            if m == k:
-                continue
-            s_m = G[j]
-            for l in range(self.L):
-                if l not in (m, k):
-                    s_m = s_m * Pi[l * d + j]
-            if s_m == 0:
-                continue
-            c = -w[m * d + j] / (self.rho * s_m)
-            if best is None or abs(c) < abs(best):
-                best = c
-        return best
-
-    def _base_sigma(self) -> list:
-        """The switches off every sliding surface, cached on the sign memory they come from."""
-        key = (tuple(self.side), tuple(self.gsign))
-        if self._base_key != key:
-            self._base_key = key
-            self.base_sigma = self._sigma_from(list(self.side), list(self.gsign))
-        return self.base_sigma
-
-    def _columns(self, pinned) -> dict[int, list[int]]:
-        cols: dict[int, list[int]] = {}
-        for p in sorted(pinned):
-            cols.setdefault(p % self.d, []).append(p // self.d)
-        return cols
-
-    def _sigma_from(self, Pi: list, G: list) -> list:
-        """``sigma[l, j] = G_j prod_{m != l} Pi[m, j]``."""
-        L, d = self.L, self.d
-        sig = [0] * self.N
-        for j in range(d):
-            if L == 1:
-                sig[j] = G[j]
-                continue
-            for l in range(L):
-                prod = G[j]
-                for m in range(L):
-                    if m != l:
-                        prod = prod * Pi[m * d + j]
-                sig[l * d + j] = prod
-        return sig
-
     def _field(self, w: list, sigma=None) -> tuple[list, Any]:
         self.nfev += 1
         try:
@@ -324,69 +240,29 @@ class _MpRun:
         except CollapseError:
             raise _Stop(collapse_status(_log10_t(self.s), float(self.tau))) from None
 
-    def _eval(self, w: list, pinned=None) -> tuple[list, Any]:
-        """``(dW/dtau, phi)`` in the current mode, ``phi = log(dt/dtau)``.
-
-        Off sliding surfaces: the field with the memorised signs, ``phi = -log S(W~)``.
-        With pins, float64's Filippov conventions (:meth:`FilippovModel.flow_and_grad`): a
-        single pin in a column takes the convex combination ``mu f+ + (1 - mu) f-`` of its
-        two sides' rescaled fields that stops it, and the clock the same combination of the
-        *physical* fields, ``dt/dtau = mu e^{phi+} + (1 - mu) e^{phi-}``; a column with two
-        or more pins is frozen and its clock keeps the sign pattern it arrived with -- the
-        limit of discrete linf-SAM, which flips the whole column's signs every step there
-        (checked against :func:`sambias.flows.iterate` in tests/test_flows_precisions.py).
-        """
+    def _eval(self, w: list) -> tuple[list, Any]:
+        """``(dW/dtau, phi)`` in the current mode, ``phi = log(dt/dtau)``: the field, or for
+        linf-SAM the Filippov flow of :class:`~sambias.flows.filippov.FilippovModel` (sliding
+        by equivalent control, a corner's clock on its arrival signs) in mp arithmetic."""
         if not self.linf:
             dw, log_S = self._field(w)
-            return list(dw), -log_S
-        pinned = self.pinned if pinned is None else pinned
-        if self.gslide:
-            self._g_controls(w, pinned)
-        elif not pinned:
-            dw, log_S = self._field(w, self._base_sigma())
-            return list(dw), -log_S
-        Pi, G = self._signs(w, pinned)
-        dw, log_S = self._field(w, self._sigma_from(Pi, G))
-        out = list(dw)
-        for p in pinned:
-            out[p] = mpf(0)
-        cols = self._columns(pinned)
-        corners = [j for j, ks in cols.items() if len(ks) >= 2]
-        phi = -log_S
-        Pc = Pi
-        if corners:
-            Pc = list(Pi)
-            for j in corners:
-                for k in cols[j]:
-                    Pc[k * self.d + j] = self.side[k * self.d + j]
-            phi = -self._field(w, self._sigma_from(Pc, G))[1]
-        base_phi = phi
-        base = list(out)
-        for j, ks in cols.items():
-            if len(ks) != 1:
-                continue
-            p = ks[0] * self.d + j
-            sides = []
-            for sd in (1, -1):
-                P = list(Pi)
-                P[p] = sd
-                f, l = self._field(w, self._sigma_from(P, G))
-                if Pc is not Pi:
-                    P = list(Pc)
-                    P[p] = sd
-                    l = self._field(w, self._sigma_from(P, G))[1]
-                sides.append((f, -l))
-            (fp, php), (fm, phm) = sides
-            den = fm[p] - fp[p]
-            mu = min(mpf(1), max(mpf(0), fm[p] / den)) if den else mpf("0.5")
-            for q in range(self.N):
-                if q not in pinned:
-                    out[q] += mu * fp[q] + (1 - mu) * fm[q] - base[q]
-            terms = [(m_, v) for m_, v in ((mu, php), (1 - mu, phm)) if m_ > 0]
-            top = max(v for _, v in terms)
-            eff = top + mpmath.log(mpmath.fsum(m_ * mpmath.exp(v - top) for m_, v in terms))
-            phi += eff - base_phi
-        return out, phi
+            return dw, -log_S
+        if self._free is not None:      # off every sliding surface: the switches are one list
+            dw, log_S = self._field(w, self._free)
+        else:
+            dw, log_S = self.model.flow(w, self.mode)
+        return dw, -log_S
+
+    @property
+    def mode(self):
+        """The linf-SAM mode (:class:`~sambias.flows.filippov.Mode`); setting it also caches
+        its switches when no coordinate or column slides (most of a run: ``_eval``'s fast path)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode) -> None:
+        self._mode = mode
+        self._free = self.model.free_sigma(mode) if mode is not None else None
 
     def rhs(self, y: list) -> list:
         """``d(W, s, tau)/dnu`` -- see the class docstring for the clock ``nu``."""
@@ -399,6 +275,56 @@ class _MpRun:
         out.append(a * c)
         out.append(c)
         return out
+
+    def rhs_fr(self, y: list) -> list:
+        """:meth:`rhs` on gmpy2 ``mpfr`` (the integrator's context), for GBS's all-mpfr steps
+        (issue 11.4: no mpf <-> mpfr conversions per evaluation).  Smooth flows only (not
+        linf-SAM, whose field goes through the Filippov mode logic).  A clock outside mpfr's
+        exponent range (``ds/dtau`` past e^(2^62): data near 1e308) raises the integrator's
+        out-of-range signal, and that step runs on mpf instead."""
+        N = self.N
+        sigma = None
+        if self.linf:
+            sigma = self._linf_sigma_fr()
+            if sigma is None:      # a sliding mode: the Filippov model's mpf path for this step
+                raise OutOfRange
+        self.nfev += 1
+        try:
+            dw, log_S = self.field.rescaled_fr(y[:N], sigma)
+        except CollapseError:
+            raise _Stop(collapse_status(_log10_t(self.s), float(self.tau))) from None
+        a = gmpy2.exp(-log_S - y[N])
+        c = 1 / (a + 1 / (1 + y[N + 1]))
+        if not (gmpy2.is_finite(a) and c > 0):
+            raise OutOfRange
+        out = [v * c for v in dw]
+        out.append(a * c)
+        out.append(c)
+        return out
+
+    def _linf_sigma_fr(self):
+        """linf-SAM's frozen switches as a list when nothing slides (the field alone is the
+        flow: no pins, no g_j sliding), else ``None``.  Reads the Filippov model's mode
+        defensively: any other state (or a model without these names) means "not here"."""
+        mode = self.mode
+        try:
+            if mode is None or mode.pinned.any() or mode.gslide.any():
+                return None
+            sig = self.model.base_sigma(mode)
+        except AttributeError:
+            return None
+        if self._sigma_fr_key is not sig:
+            self._sigma_fr_key, self._sigma_fr = sig, [int(v) for v in sig]
+        return self._sigma_fr
+
+    def _rhs_for_stepper(self):
+        """The right-hand side handed to the stepper: :meth:`rhs`, carrying :meth:`rhs_fr` as
+        ``.fr`` where the field can run on mpfr (the package's field; linf-SAM off its sliding
+        surfaces)."""
+        if self.field is not self.mf or not getattr(self.mf, "fr_ok", False) or not MPFR_STEPS:
+            return self.rhs
+        self._sigma_fr_key = self._sigma_fr = None
+        return _WithFr(self.rhs, self.rhs_fr)
 
     # --- events -------------------------------------------------------------------------
     def _events(self, y: list) -> list[Event]:
@@ -423,24 +349,20 @@ class _MpRun:
             evs.append(Event("collapse", collapse, -1, ftol=mpf("1e-3")))
         if not self.linf:
             return evs
+        model, mode = self.model, self.mode
         if self.L >= 2:
-            for k in range(N):
-                if k not in self.pinned:
-                    evs.append(Event(f"zero:{k}", lambda t, yy, k=k, e=self.side[k]: e * yy[k], -1,
-                                     ftol=self.atol))
+            for k in np.flatnonzero(~mode.pinned.ravel()):
+                evs.append(Event(f"zero:{k}", lambda t, yy, k=k, e=mode.pw.flat[k]: e * yy[k], -1, ftol=self.atol))
         if self.mf.n > 1:
-            inert = self._g_inert()
             g_tol = self.atol + self.rtol * max(abs(v) for v in self.mf.g(y[:N]))
-            for j in range(d):
-                if j not in self.gslide and not inert[j]:
-                    evs.append(Event(f"g:{j}", lambda t, yy, j=j, e=self.gsign[j]: e * cached("g", self.mf.g, yy)[j],
-                                     -1, ftol=g_tol))
-            for j in sorted(self.gslide):
-                evs.append(Event(f"gunslide:{j}",
-                                 lambda t, yy, j=j: 1 - abs(cached("cg", self._g_controls, yy)[j]), -1,
-                                 ftol=self.atol))
-        for p in self._single_pins():
-            evs.append(Event(f"unpin:{p}", lambda t, yy, p=p: self._release_value(yy, p), -1, ftol=self.atol))
+            for j in np.flatnonzero(~mode.gslide & ~model.g_inert(mode)):
+                evs.append(Event(f"g:{j}", lambda t, yy, j=j, e=mode.pg[j]: e * cached("g", self.mf.g, yy)[j],
+                                 -1, ftol=g_tol))
+            for j in np.flatnonzero(mode.gslide):
+                evs.append(Event(f"gunslide:{j}", lambda t, yy, j=j: 1 - abs(cached(
+                    "cg", lambda w: model.solve_g_controls(w, mode), yy)[j]), -1, ftol=self.atol))
+        for p in model.single_pins(mode):
+            evs.append(Event(f"unpin:{p}", lambda t, yy, p=p: model.pin_release(yy[:N], mode, p), -1, ftol=self.atol))
         return evs
 
     def _horizon_phi(self, y: list):
@@ -448,179 +370,36 @@ class _MpRun:
             return self.s_target - y[self.N]
         return self.T - y[self.N + 1]
 
-    # --- linf-SAM mode changes -------------------------------------------------------------
-    # --- sliding on g_j = 0 (several examples) -------------------------------------------------
-    def _g_inert(self) -> list[bool]:
-        """Columns whose switches do not depend on ``sign g_j``: ``g_j`` identically 0, or two
-        or more coordinates pinned (every switch of the column is then 0)."""
-        counts = [0] * self.d
-        for p in self.pinned:
-            counts[p % self.d] += 1
-        return [self.g_trivial[j] or (self.L >= 2 and counts[j] >= 2) for j in range(self.d)]
-
-    def _g_rate(self, w: list, dw: list) -> list:
-        """``dg/dtau`` along ``dW/dtau = dw`` (``g = -A^T softmax(phi(z))``)."""
-        return self.mf.g_rate(w, dw)
-
-    def _g_controls(self, w: list, pinned=None) -> dict:
-        """Equivalent controls ``G_j = c_j`` of the sliding columns: ``dg_j/dtau = 0``.
-
-        One column: a bracketed root in ``[-1, 1]`` (Illinois); several: Gauss-Seidel sweeps
-        of those one-dimensional solves (float64 solves the joint system by least squares).
-        """
-        pinned = self.pinned if pinned is None else pinned
-        cols = sorted(self.gslide)
-        keep = self.gslide
-        for sweep in range(1 if len(cols) == 1 else 8):
-            moved = mpf(0)
-            for j in cols:
-                def resid(v, j=j):
-                    self.cg[j] = v
-                    self.gslide = set()          # the trial G is set by hand below
-                    try:
-                        Pi, G = self._signs(w, pinned)
-                        for c in cols:
-                            G[c] = self.cg[c]
-                        dw, _ = self._field(w, self._sigma_from(Pi, G))
-                        dw = list(dw)
-                        for q in pinned:
-                            dw[q] = mpf(0)
-                        return self._g_rate(w, dw)[j]
-                    finally:
-                        self.gslide = keep
-                old = self.cg.get(j, mpf(0))
-                lo, hi = mpf(-1), mpf(1)
-                flo, fhi = resid(lo), resid(hi)
-                if flo == 0:
-                    c = lo
-                elif fhi == 0 or (flo > 0) == (fhi > 0):
-                    c = hi if abs(fhi) < abs(flo) else lo
-                else:
-                    c = _illinois(resid, lo, hi, flo, fhi, self.rtol)
-                self.cg[j] = c
-                moved = max(moved, abs(c - old))
-            if moved <= self.rtol:
-                break
-        return dict(self.cg)
-
-    def _settle_g(self, w: list, cand) -> list:
-        """Columns at ``g_j = 0``: slide if both sides push ``g_j`` in, else cross (float64's rule)."""
-        inert = self._g_inert()
-        self.gslide |= {j for j in cand if not inert[j]}
-        for j in cand:
-            self.cg[j] = mpf(0)
-        dw, _ = self._eval(w, set())
-        tol = self.settle_tol * (1 + max(abs(v) for v in dw))
-        decisions = []
-        for _ in range(2 * self.d + 2):
-            changed = False
-            for j in sorted(self.gslide):
-                rates = []
-                for sd in (1, -1):
-                    keep = set(self.gslide)
-                    self.gslide.discard(j)
-                    g0 = self.gsign[j]
-                    self.gsign[j] = sd
-                    try:
-                        rates.append(self._g_rate(w, self._eval(w)[0])[j])
-                    finally:
-                        self.gslide, self.gsign[j] = keep, g0
-                what = self._classify(rates[0], rates[1], tol)
-                if what != "slide":
-                    self.gslide.discard(j)
-                    self.gsign[j] = 1 if what == "+" else -1
-                    decisions.append(("g", int(j), what))
-                    changed = True
-            if not changed:
-                break
-        decisions += [("g", int(j), "slide") for j in sorted(self.gslide)]
-        if self.gslide:
-            self._g_controls(w)
-        return decisions
-
-    def _single_pins(self) -> list[int]:
-        return [ks[0] * self.d + j for j, ks in self._columns(self.pinned).items() if len(ks) == 1]
-
-    def _release_value(self, y: list, p: int):
-        """``1 - |c|`` for the single pin ``p``: reaches 0 when one side stops pushing in."""
-        Pi, G = list(self.side), list(self.gsign)
-        c = self._control(y, Pi, G, p // self.d, p % self.d)
-        return mpf(1) if c is None else 1 - abs(c)
-
-    def _normal(self, w: list, p: int, sd: int):
-        """Velocity of coordinate ``p`` with it free on side ``sd`` (the other pins held)."""
-        keep = self.side[p]
-        self.side[p] = sd
-        try:
-            return self._eval(w, self.pinned - {p})[0][p]
-        finally:
-            self.side[p] = keep
-
-    def _classify(self, fp, fm, tol) -> str:
-        """``"+"``/``"-"`` (leave or cross to that side) or ``"slide"`` -- float64's rule."""
-        rep_p, rep_m = fp > tol, fm < -tol
-        att_p = fp < -tol
-        if rep_p and rep_m:
-            return "+" if fp >= -fm else "-"   # repelling surface: the stronger side
-        if rep_p and not att_p:
-            return "+"
-        if rep_m:
-            return "-"
-        return "slide"   # both sides push in, or tangent: held (Filippov sliding)
-
-    def _settle(self, w: list, cand) -> list:
-        """Pin every candidate (exactly 0), then release, until nothing changes, each pin
-        whose two sides do not both push into its surface (as float64's ``settle``)."""
-        self.pinned |= {k for k in cand if w[k] == 0}
-        dw, _ = self._eval(w, set())
-        tol = self.settle_tol * (1 + max(abs(v) for v in dw))
-        decisions = []
-        for _ in range(2 * self.N + 2):
-            changed = False
-            for p in sorted(self.pinned):
-                what = self._classify(self._normal(w, p, 1), self._normal(w, p, -1), tol)
-                if what != "slide":
-                    self.pinned.discard(p)
-                    self.side[p] = 1 if what == "+" else -1
-                    decisions.append(("coord", int(p), what))
-                    changed = True
-            if not changed:
-                break
-        decisions += [("coord", int(p), "slide") for p in sorted(self.pinned)]
-        return decisions
-
+    # --- linf-SAM mode changes (the rules are FilippovModel's) ---------------------------------
     def _handle_event(self, kind: str, i: int, y: list) -> None:
-        N = self.N
+        N, model = self.N, self.model
         rec = {"kind": {"zero": "cross", "unpin": "release", "gunslide": "release"}.get(kind, kind), "index": int(i),
                "tau": float(self.tau), "log10_t": _log10_t(self.s)}
-        cand = set()
+        mode = self.mode
+        cand = mode.pinned.ravel().copy()
+        gcand = mode.gslide.copy()
         if kind == "zero":
             # the layers of a column reach 0 together up to the integration error: snap
             # every free coordinate heading to 0 within the snap tolerance onto it
             scale = max([abs(v) for v in y[:N]] + [mpf(1)])
             ztol = 100 * (self.atol + self.rtol * scale)
             dw, _ = self._eval(y[:N])
-            cand = {k for k in range(N) if k not in self.pinned
-                    and (k == i or (abs(y[k]) <= ztol and (y[k] * dw[k] <= 0 or self.side[k] * y[k] <= 0)))}
-            for k in cand:
-                y[k] = mpf(0)
-        elif kind in ("g", "gunslide"):
-            pass
+            side = mode.pw.ravel()
+            for k in range(N):
+                if not cand[k] and (k == i or (abs(y[k]) <= ztol and (y[k] * dw[k] <= 0 or side[k] * y[k] <= 0))):
+                    cand[k], y[k] = True, mpf(0)
         elif kind == "unpin":
-            c = self._control(y[:N], list(self.side), list(self.gsign), i // self.d, i % self.d)
-            self.pinned.discard(i)
-            self.side[i] = 1 if (c is not None and c > 0) else -1
-        if kind == "gunslide":
-            self.gslide.discard(i)
-            self.gsign[i] = 1 if self.cg.get(i, 0) > 0 else -1
-        decisions = self._settle(y[:N], cand | set(self.pinned))
-        if self.mf.n > 1:
-            gc = set(self.gslide) | ({i} if kind == "g" else set())
-            if kind == "g":
-                self.gsign[i] = -self.gsign[i]   # crossed (settle decides whether it slides)
-            decisions += self._settle_g(y[:N], gc)
-        rec["decisions"] = decisions
-        rec["mode"] = {"pinned": sorted(int(p) for p in self.pinned), "g_sliding": sorted(int(j) for j in self.gslide)}
+            mode = model.release(y[:N], mode, pins={i})
+            cand[i] = False
+        elif kind == "gunslide":
+            mode = model.release(y[:N], mode, cols={i})
+            gcand[i] = False
+        elif kind == "g":
+            mode = mode.copy()
+            mode.pg[i] = -mode.pg[i]      # crossed (settle decides whether it slides)
+            gcand[i] = True
+        self.mode, rec["decisions"] = model.settle(y[:N], mode, cand, gcand, tol=model.settle_tol(y[:N], mode))
+        rec["mode"] = self.mode.describe()
         self.events.append(rec)
 
     # --- the main loop ------------------------------------------------------------------------
@@ -669,14 +448,9 @@ class _MpRun:
                 self.log_collapse = mpmath.log(nF0 * mpf(repr(self.collapse_rtol)))
                 self.nF0 = nF0
             if self.linf:
-                for k in range(N):
-                    self.side[k] = 1 if w0[k] >= 0 else -1
-                self.gsign = [1 if g >= 0 else -1 for g in self.mf.g(w0)]
-                zero = {k for k in range(N) if w0[k] == 0} if self.L >= 2 else set()
-                if zero:
-                    decisions = self._settle(w0, zero)
-                    self.events.append({"kind": "start", "tau": 0.0, "log10_t": -math.inf,
-                                        "decisions": decisions})
+                self.mode, decisions = self.model.start(w0)
+                if decisions is not None:
+                    self.events.append({"kind": "start", "tau": 0.0, "log10_t": -math.inf, "decisions": decisions})
             f0 = self.rhs(self.y)
             self._save(self.y, f0)
             self._loop(f0)
@@ -695,7 +469,7 @@ class _MpRun:
     def _loop(self, f0: list) -> None:
         """Segments between events, each run by the shared loop (:func:`.driver.advance`)."""
         N = self.N
-        stepper = MpStepper(self.method, self.rhs, self.nu, self.y, self._initial_step(self.y, f0),
+        stepper = MpStepper(self.method, self._rhs_for_stepper(), self.nu, self.y, self._initial_step(self.y, f0),
                             rtol=self.rtol, atol=list(self.atol_y), digits=self.digits, f0=f0)
         self.stepper = stepper.integrator
         chatter = 0
@@ -824,16 +598,25 @@ class _MpRun:
         F_in = np.array(self.saved_f_in)
         L, d, N = self.L, self.d, self.N
         integrator = self.stepper
+        fun = self._rhs_for_stepper()
 
         def exact(rec, x: float) -> np.ndarray:
             # the step re-taken from its start with the length that ends at x: leader changes
             # are dated with the integrator's accuracy, not a cubic's (1e-4 in log10 t)
             nu0, y0, f0, column = rec
+            # the copies are float64: a step to 1e-24 (not the run's 1e-49) from the start,
+            # controlled by the integrator's own estimate -- a fraction of a re-take's cost at
+            # its full column (issue 11.4); the re-take where that estimate fails
+            short = getattr(integrator, "short_step", None) if DENSE_RTOL is not None else None
+            if short is not None:
+                y, _ = short(fun, y0, f0, mpf(x) - nu0, rtol=max(integrator.rtol, DENSE_RTOL))
+                if y is not None:
+                    return np.array([float(v) for v in y])
             keep = getattr(integrator, "k_used", None)
             if column is not None:
                 integrator.k_used = column
             try:
-                y, _ = integrator.redo(self.rhs, y0, f0, mpf(x) - nu0)
+                y, _ = integrator.redo(fun, y0, f0, mpf(x) - nu0)
             finally:
                 if column is not None:
                     integrator.k_used = keep
@@ -909,29 +692,16 @@ class _MpRun:
                           settings=settings, stats=stats)
 
 
-def _illinois(f, a, b, fa, fb, rtol):
-    """Root of ``f`` in ``[a, b]`` (``fa``, ``fb`` of opposite signs), regula falsi, Illinois."""
-    side, prev = 0, None
-    x = a
-    for _ in range(200):
-        x = (a * fb - b * fa) / (fb - fa)
-        if prev is not None and abs(x - prev) <= rtol * (1 + abs(x)):
-            return x
-        prev = x
-        fx = f(x)
-        if fx == 0:
-            return x
-        if (fx > 0) == (fb > 0):
-            b, fb = x, fx
-            if side == -1:
-                fa /= 2
-            side = -1
-        else:
-            a, fa = x, fx
-            if side == 1:
-                fb /= 2
-            side = 1
-    return x
+class _WithFr:
+    """A right-hand side on mpf lists that also offers itself on mpfr lists (``.fr``)."""
+
+    __slots__ = ("f", "fr")
+
+    def __init__(self, f, fr) -> None:
+        self.f, self.fr = f, fr
+
+    def __call__(self, y: list) -> list:
+        return self.f(y)
 
 
 def _log10_t_mp(s):

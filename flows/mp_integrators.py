@@ -33,9 +33,11 @@ weight (checked against heyoka.py's Taylor integrator at 300 bits and against mp
 tests/test_flows_mp_exact.py and benchmarks/bench_mp.py).
 
 Both steppers expose the same interface: ``attempt(f, y, f0, h)`` (one controlled step:
-accepted or not, the proposed next step) and ``redo(f, y, f0, h)`` (the step the last
+accepted or not, the proposed next step), ``redo(f, y, f0, h)`` (the step the last
 accepted attempt used, repeated with another ``h`` -- for event location, where the
-result must be a smooth function of ``h``).
+result must be a smooth function of ``h``) and ``short_step(f, y, f0, h)`` (one step of
+any sign under the error control, ``None`` if it fails: a short hop from a state already
+known, for the dense output of :class:`~sambias.flows.steppers.MpStepper`).
 
 >>> import mpmath
 >>> with mpmath.workdps(40):
@@ -72,12 +74,21 @@ RHS = Callable[[Vec], Vec]
 GUARD_DIGITS = 10          # extra working digits inside a step (see the module doc)
 GBS_SAFETY = "1e-3"        # GBS local tolerance = GBS_SAFETY * rtol (global error headroom)
 # GBS's extrapolation tableau and error norm in gmpy2 mpfr: ~5x cheaper than libmp calls
-# (measured: 10 Neville updates 27 -> 5 us).  The midpoint sums stay mpmath -- the driver's
-# right-hand side takes and returns mpf, and converting both ways costs what it saves.
-# Off until understood: with it, USAM on data near 1e308 (tests/test_flows_reliability.py) rejects
-# every first step down to "step size underflow" where the mpmath tableau finishes in 178
-# evaluations; the tableau is a few per cent of an mp run.
-FAST_TABLEAU = False
+# (measured: 10 Neville updates 27 -> 5 us).  When the right-hand side also offers itself on
+# mpfr (``f.fr``: flows/mp.py's smooth flows) the midpoint sums run in mpfr too and a step
+# converts only its start and end (l2-SAM L = 2, d = 4 to t = 10: 1.83 -> 0.92 s CPU, same
+# evaluations; GD 4x).  Values beyond mpfr's exponent range (|e| > 2^62, which mpmath allows)
+# send that call back to libmp (GBS._in_tableau_context): that was the "step size underflow"
+# of USAM on data near 1e308 (tests/test_flows_reliability.py) that had this switched off.
+FAST_TABLEAU = True
+# After a rejected step GBS keeps its order and shrinks H by that column's predicted factor.
+# ODEX drops to the column of least predicted work, but at 1e-49 those predictions come from a
+# step far too long: the order fell to its floor, H by 100x in two rejections, and the run
+# spent ~20 steps climbing back (l2-SAM L = 2, d = 4 to t = 10: 59 -> 44 steps, -7 % evaluations)
+REJECT_KEEPS_ORDER = True
+_RAISE = 0.97
+_LOWER = 0.8
+_KMAX_ADD = 10     # kmax = digits // 2 + _KMAX_ADD (see make_stepper)
 
 try:
     import gmpy2
@@ -88,6 +99,11 @@ except ImportError:  # pragma: no cover - a core dependency; the libmp tableau r
 def _work_prec(guard_digits: int) -> int:
     """Bits of the caller's precision plus ``guard_digits`` decimal digits."""
     return mpmath.mp.prec + int(guard_digits * 3.33) + 1
+
+
+class OutOfRange(Exception):
+    """A value outside gmpy2 mpfr's exponent range met the fast tableau (see GBS); raised by
+    an mpfr right-hand side too, so the step runs on mpf instead."""
 
 
 @dataclass
@@ -249,6 +265,14 @@ class EmbeddedRK:
             y1, _, nfev = self._step(f, y, f0, h)
         return y1, nfev
 
+    def short_step(self, f: RHS, y: Vec, f0: Vec, h: mpf, rtol=None) -> tuple[Vec | None, int]:
+        """One step of length ``h`` (either sign) under the run's error control (or ``rtol``),
+        or ``None`` if its estimate fails (event location: a short hop from a known state)."""
+        with mpmath.workprec(self.work_prec):
+            y1, e, nfev = self._step(f, y, f0, h)
+            ok = _err_norm(e, y, y1, self.rtol if rtol is None else rtol, self.atol) <= 1.0
+        return (y1 if ok else None), nfev
+
 
 # --- extrapolation ------------------------------------------------------------------
 class GBS:
@@ -310,7 +334,10 @@ class GBS:
         mk, create = mpmath.mp.make_mpf, gmpy2._mpmath_create
 
         def to(vec):
-            out = [_to_fr(v) for v in vec]
+            try:
+                out = [_to_fr(v) for v in vec]
+            except OverflowError:    # |exponent| past mpfr's 2^62: mpmath has no such limit
+                raise OutOfRange from None
             if any(v is None for v in out):
                 raise ValueError("non-finite value in an mp step")
             return out
@@ -329,6 +356,30 @@ class GBS:
             zp, z = z, _axpy(zp, h2, f(z))
         return z
 
+    @staticmethod
+    def _midpoint_fr(ffr, y0: Vec, f0: Vec, H, n: int) -> Vec:
+        """:meth:`_midpoint` on mpfr lists with the right-hand side ``ffr`` on mpfr (same
+        operations, same roundings; no conversions)."""
+        h = H / n
+        h2 = 2 * h
+        zp = y0
+        z = [a + h * b for a, b in zip(y0, f0)]
+        for _ in range(n - 1):
+            zp, z = z, [a + h2 * b for a, b in zip(zp, ffr(z))]
+        return z
+
+    def _sequences(self, f: RHS, y: Vec, f0: Vec, H, to):
+        """``T_j1(n_j)`` for j = 0, 1, ... (a generator), in the tableau's number type:
+        all-mpfr when the right-hand side offers ``.fr`` and the tableau is gmpy2."""
+        ffr = getattr(f, "fr", None) if self.fast else None
+        if ffr is not None:
+            y_t, f_t, H_t = to(y), to(f0), to([H])[0]
+            for n in self.nseq:
+                yield self._midpoint_fr(ffr, y_t, f_t, H_t, n)
+            return
+        for n in self.nseq:
+            yield to(self._midpoint(f, y, f0, H, n))
+
     def _row(self, j: int, Tj1: Vec, prev: list[Vec] | None) -> list[Vec]:
         row = [Tj1]
         if self.fast:
@@ -341,7 +392,13 @@ class GBS:
         return row
 
     def _in_tableau_context(self, fn, *args):
-        """Run ``fn`` at the working precision, with our gmpy2 context for the tableau."""
+        """Run ``fn`` at the working precision, with our gmpy2 context for the tableau.
+
+        A value whose binary exponent is beyond mpfr's range (|e| > 2^62: e.g. dtau/dnu =
+        e^(-4e306) for data near 1e308) cannot enter the gmpy2 tableau; that call runs on the
+        libmp tableau instead.  (This was FAST_TABLEAU's "step size underflow": the conversion
+        raised OverflowError, which the stepper took for a failed step and halved h forever.)
+        """
         with mpmath.workprec(self.work_prec):
             if not self.fast:
                 return fn(*args)
@@ -349,8 +406,15 @@ class GBS:
             gmpy2.set_context(self._ctx)
             try:
                 return fn(*args)
+            except OutOfRange:
+                pass
             finally:
                 gmpy2.set_context(old)
+            self.fast = False
+            try:
+                return fn(*args)
+            finally:
+                self.fast = True
 
     def _fac(self, err: float, j: int) -> float:
         """Step factor for column ``j`` (0-based; its error estimate is O(H^(2j+1)))."""
@@ -374,8 +438,9 @@ class GBS:
         hopt: dict[int, float] = {}
         work: dict[int, float] = {}
         acc = None
+        seqs = self._sequences(f, y, f0, H, to)
         for j in range(0, jmax + 1):
-            Tj1 = to(self._midpoint(f, y, f0, H, self.nseq[j]))
+            Tj1 = next(seqs)
             nfev += self.nseq[j] - 1
             row = self._row(j, Tj1, prev)
             prev = row
@@ -390,9 +455,9 @@ class GBS:
         if acc is not None:
             j = acc
             knew = j
-            if j - 1 >= self.kmin and work[j - 1] < 0.8 * work[j]:
+            if j - 1 >= self.kmin and work[j - 1] < _LOWER * work[j]:
                 knew = j - 1
-            elif (j - 1 not in work or work[j] < 0.97 * work[j - 1]) and not self.last_rejected:
+            elif (j - 1 not in work or work[j] < _RAISE * work[j - 1]) and not self.last_rejected:
                 # ODEX raises the order only below 0.9x the work; at 10^-45 the work curve
                 # is flat over many columns and 0.9 stalls the order too low
                 knew = min(j + 1, self.kmax - 1)
@@ -408,6 +473,8 @@ class GBS:
         # no column converged: keep the order (unless a lower one is predicted cheaper)
         best = min((c for c in work if c >= self.kmin), key=lambda c: work[c], default=jmax)
         knew = max(self.kmin, min(k, best))
+        if REJECT_KEEPS_ORDER:
+            knew = k
         fac = min(0.7, hopt.get(knew, hopt[jmax]))
         self.k, self.last_rejected = knew, True
         return StepResult(False, None, err_col[jmax], H * mpf(fac), nfev, 2 * (jmax + 1))
@@ -420,11 +487,39 @@ class GBS:
         to, back, _, _ = self._tableau(y)
         prev = None
         nfev = 0
+        seqs = self._sequences(f, y, f0, H, to)
         for j in range(0, self.k_used + 1):
-            Tj1 = to(self._midpoint(f, y, f0, H, self.nseq[j]))
+            Tj1 = next(seqs)
             nfev += self.nseq[j] - 1
             prev = self._row(j, Tj1, prev)
         return back(prev[self.k_used]), nfev
+
+    def short_step(self, f: RHS, y: Vec, f0: Vec, H: mpf, rtol=None) -> tuple[Vec | None, int]:
+        """``y(H)`` from ``y`` (``H`` of either sign), the tableau's columns added from the
+        first until the embedded estimate passes the run's local tolerance; ``None`` if none
+        does.  For event location: a hop of 1e-5..1e-30 of a step from a state already known
+        converges at a low column (tens of evaluations) where re-taking the step from its start
+        costs its full column (hundreds).  ``rtol`` replaces the run's local tolerance (the
+        leaders' dense output in float64 asks for ~1e-24 only).  Leaves the order/step
+        control untouched."""
+        return self._in_tableau_context(self._short, f, y, f0, H, rtol)
+
+    def _short(self, f: RHS, y: Vec, f0: Vec, H: mpf, rtol_arg=None) -> tuple[Vec | None, int]:
+        to, back, y_t, atols = self._tableau(y)
+        rtol = self.rtol_fr if self.fast else self.rtol
+        if rtol_arg is not None:
+            rtol = to([rtol_arg])[0] if self.fast else rtol_arg
+        norm = _err_norm_fr if self.fast else _err_norm
+        prev = None
+        nfev = 0
+        seqs = self._sequences(f, y, f0, H, to)
+        for j in range(0, self.kmax + 1):
+            Tj1 = next(seqs)
+            nfev += self.nseq[j] - 1
+            prev = self._row(j, Tj1, prev)
+            if j and norm([u - v for u, v in zip(prev[j], prev[j - 1])], y_t, prev[j], rtol, atols) <= 1.0:
+                return back(prev[j]), nfev
+        return None, nfev
 
 
 METHODS = ("gbs", "rkf78", "dopri5")
@@ -437,9 +532,10 @@ def default_method(digits: int) -> str:
 def make_stepper(method: str, *, rtol: mpf, atol: mpf, digits: int):
     """A stepper by name (``"gbs"``, ``"rkf78"``, ``"dopri5"``); call inside ``workdps``."""
     if method == "gbs":
-        # orders up to ~digits: at 50 digits the work model settles near order 40 late in
-        # a run (measured: 23% fewer evaluations than a cap at order ~2*digits/3)
-        return GBS(rtol, atol, kmax=int(min(60, max(8, digits // 2 + 4))))
+        # orders up to ~digits + 20: at 50 digits the work model settles near order 40-70 late
+        # in a run (measured: 23% fewer evaluations than a cap at order ~2*digits/3, and on
+        # l2-SAM L = 2, d = 4 to t = 10 another 7 % from digits + 8 to digits + 20; no gain above)
+        return GBS(rtol, atol, kmax=int(min(60, max(8, digits // 2 + _KMAX_ADD))))
     if method in _TABLEAUX:
         return EmbeddedRK(method, rtol, atol)
     raise ValueError(f"unknown mp method {method!r}; expected one of {', '.join(METHODS)}")

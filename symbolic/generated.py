@@ -38,6 +38,7 @@ array([2., 1., 2., 1.])
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -46,7 +47,7 @@ import numpy as np
 
 from . import compiled as _compiled
 from .codegen import BACKENDS, Kernels, generate_kernels
-from .large import data_curvature, rescaled_jac_operator, rescaled_jvp
+from .large import blas_threads, data_curvature, field_blas_threads, rescaled_jac_operator, rescaled_jvp
 from .notation import SPEED
 
 try:  # the mp integrator stops cleanly on its own CollapseError; be catchable as that too
@@ -63,6 +64,17 @@ _LOG_TINY = -690.0
 
 class CollapseError(FloatingPointError, _MpCollapse):
     """l2-SAM's perturbation is undefined: the normalised gradient is exactly 0."""
+
+
+def _field_blas(method):
+    """Run a float64 evaluation of a large problem on one BLAS thread (``field._blas``)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if not self._blas:
+            return method(self, *args, **kwargs)
+        with blas_threads(self._blas):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class GeneratedField:
@@ -122,6 +134,8 @@ class GeneratedField:
             self.rho = rho
         self.size = self.depth * self.dim
         self._minus_a0 = -self.A[0]
+        # large data: the passes over A run on one BLAS thread (symbolic/large.py says why)
+        self._blas = False if self._mp else field_blas_threads(self.n, self.dim)
         # machine code for the hot methods (symbolic/compiled.py); None: numpy path only
         self._jit = _compiled.attach(self)
 
@@ -230,11 +244,14 @@ class GeneratedField:
         Jq = (np.diag(q) - np.outer(q, q)) * dphi[None, :]       # mp problems are small
         return -(self.A.T @ Jq @ self.A)
 
-    def _dlogS_dbeta(self, z, q):
-        """``d log S / d beta = A^T (q phi'(z))``."""
+    def _dlogS_dbeta(self, z, q, g=None):
+        """``d log S / d beta = A^T (q phi'(z))``; with ``g = -A^T q`` given and ``phi'``
+        constant (the exponential loss) it is ``-phi' g``: no pass over the data (large n)."""
         (dphi,) = self.kernels.dphi(z)
         if q is None:
             return dphi[0] * self.A[0]
+        if g is not None and not self._mp and dphi.min() == dphi.max():
+            return -dphi[0] * np.asarray(g, dtype=float)
         return (q * dphi) @ self.A
 
     # --- the point W and its perturbation ----------------------------------------------------------
@@ -354,6 +371,7 @@ class GeneratedField:
             return self._out([self._zeros(self.dim) for _ in W])
         return self._out(eps)
 
+    @_field_blas
     def rescaled(self, w, sigma=None):
         """``(dW/dtau, log S(W~))``: the loss-free flow and the log of ``dtau/dt``."""
         jit = self._jit and self._jit.use()
@@ -385,7 +403,11 @@ class GeneratedField:
         ``(L*d, L*d)``), ``Eg`` (``d wt/d g``: ``(L, d)``; general path ``(L*d, d)``; ``None``
         when unused), ``globals`` (``[(d wt / d X as (L, d), dX/dW as (L, d))]``), ``P``, ``M``.
         ``operator=True`` (float64): ``M`` is a :class:`~sambias.symbolic.large.DataCurvature`
-        (``M @ v``, ``u @ M`` in ``O(n d)``) instead of the dense ``d x d`` matrix."""
+        (``M @ v``, ``u @ M`` in ``O(n d)``) instead of the dense ``d x d`` matrix.
+        Each ``globals`` entry is ``(Es, dX, r)``: ``d X / dW = dX + (r @ M)[None, :] * P``;
+        ``r`` is ``None`` (``dX`` complete) except with ``operator=True``, where the product
+        with ``M`` is left to the caller, which folds it into its own product with ``M`` (one
+        pass over the data instead of one per global sum)."""
         L, d, k = self.depth, self.dim, self.kernels
         Wt, eps, info = self._perturbed_rows(W, sigma)
         if eps is None or (self.flat is None and k.perturbation_is_shift):
@@ -408,7 +430,7 @@ class GeneratedField:
             n = L * d
             E = np.array(parts[:n * n]).reshape(n, n)
             Eg = np.array(parts[n * n:n * n + n * d]).reshape(n, d)
-            glob = [(np.array(parts[n * n + n * d:]).reshape(L, d), dS)] if self.flat.uses_speed else []
+            glob = [(np.array(parts[n * n + n * d:]).reshape(L, d), dS, None)] if self.flat.uses_speed else []
             return Wt, {"E": E, "Eg": Eg, "globals": glob, "P": P, "M": M, "flat": True}
         args = list(W)
         if self.discontinuous:
@@ -431,19 +453,22 @@ class GeneratedField:
             at += L
             jn = jac_share(*W, info["g"], *((info["S"],) if uses_S else ()))
             dT = np.array(jn[:L])                            # d share_k / d w_m  -> d total / dW[m, k]
-            if M is not None:
+            lazy = M is not None and operator and not self._mp
+            if M is not None and not lazy:
                 dT = dT + (jn[L] @ M)[None, :] * P
             if uses_S:
                 dT = dT + self._sum(jn[L + 1]) * dS
+            r = np.asarray(jn[L], dtype=float) if lazy else None
             if gs.power == 2:
-                dX = dT / (2 * X)
+                dX, r = dT / (2 * X), (None if r is None else r / (2 * X))
             elif gs.power == 1:
                 dX = dT
             else:
-                dX = dT * (X ** (1 - gs.power) / gs.power)
-            glob.append((Es, dX))
+                factor = X ** (1 - gs.power) / gs.power
+                dX, r = dT * factor, (None if r is None else r * factor)
+            glob.append((Es, dX, r))
         if self._pert_uses_S:
-            glob.append((np.array(parts[at:at + L]), dS))
+            glob.append((np.array(parts[at:at + L]), dS, None))
         return Wt, {"E": E, "Eg": Eg, "globals": glob, "P": P, "M": M, "flat": False}
 
     def _perturbed_jacobian(self, W, sigma):
@@ -466,7 +491,7 @@ class GeneratedField:
                 T += (Eg @ dg.reshape(d, L * d)).reshape(L, d, L, d)
             else:
                 T += Eg[:, :, None, None] * dg[None]
-        for Es, dX in parts["globals"]:
+        for Es, dX, _ in parts["globals"]:       # (r is None: operator=False)
             T += Es[:, :, None, None] * dX[None, None, :, :]
         return Wt, T
 
@@ -482,7 +507,7 @@ class GeneratedField:
         Cgt = np.array(parts[L * L:])                             # d out_l / d gt
         Pt = np.array(k.dbeta(*Wt))                               # d beta~ / d wt_r
         Mt = self._dg_dbeta(z_t, q_t)
-        h = self._dlogS_dbeta(z_t, q_t)
+        h = self._dlogS_dbeta(z_t, q_t, g_t)
         idx = np.arange(d)
         if T is None:
             J = self._zeros((L, d, L, d))
@@ -499,6 +524,7 @@ class GeneratedField:
             grad_logS = np.einsum("j,jmk->mk", h, Tb)
         return J, grad_logS, np.concatenate(out), log_S
 
+    @_field_blas
     def rescaled_jac(self, w, sigma=None) -> np.ndarray:
         """Jacobian of ``dW/dtau`` (``sigma`` held fixed for linf-SAM)."""
         jit = self._jit and self._jit.use()
@@ -524,13 +550,19 @@ class GeneratedField:
             else:
                 out = np.einsum("lj,lmj->mj", V, E)
                 u = None if Eg is None else np.sum(V * Eg, axis=0)   # sum_l V[l, j] d wt_l / d g_j
-            if M is not None and u is not None:
-                out = out + (u @ M)[None, :] * P
-            for Es, dX in parts["globals"]:
-                out = out + np.sum(V * Es) * dX
+            # every product with M folded into one row vector: one pass over the data
+            row = None if (M is None or u is None) else u
+            for Es, dX, r in parts["globals"]:
+                s = np.sum(V * Es)
+                out = out + s * dX
+                if r is not None:
+                    row = s * r if row is None else row + s * r
+            if row is not None:
+                out = out + (row @ M)[None, :] * P
             return out
         return Wt, vjp
 
+    @_field_blas
     def rescaled_with_grad(self, w, sigma=None):
         """``(dW/dtau, log S(W~), d log S(W~(W))/dW)`` in one pass (as ``NumpyField``)."""
         jit = self._jit and self._jit.use()
@@ -542,7 +574,7 @@ class GeneratedField:
         z_t, log_S, q_t, g_t = self._coupling(beta_t)
         out = k.flow(*Wt, g_t)
         Pt = np.array(k.dbeta(*Wt))
-        h = self._dlogS_dbeta(z_t, q_t)
+        h = self._dlogS_dbeta(z_t, q_t, g_t)
         grad = vjp(h[None, :] * Pt).reshape(self.size)
         if self._mp:
             return list(np.concatenate(out)), log_S, list(grad)
@@ -552,6 +584,7 @@ class GeneratedField:
         """Gradient in ``W`` of ``log S(W~(W))`` (for the log-time row of a Jacobian)."""
         return self.rescaled_with_grad(w, sigma)[2]
 
+    @_field_blas
     def rescaled_jvp(self, w, v, sigma=None) -> np.ndarray:
         """``rescaled_jac(w, sigma) @ v`` without forming the Jacobian (float64; memory
         ``O(n d + L^2 d)``: :func:`~sambias.symbolic.large.rescaled_jvp`)."""

@@ -221,3 +221,125 @@ def test_a_huge_initial_margin_gives_the_same_tau_in_both_precisions():
     assert [s.index for s in a.dominant] == [s.index for s in b.dominant] == [0]
     assert a.tau_final == pytest.approx(expected, rel=1e-9)
     assert b.tau_final == pytest.approx(expected, rel=1e-9)
+
+
+# --- one Filippov model in two arithmetics (issue 9) ------------------------------------------------
+#: the model's mode decisions, switches, flow and release values, float64 vs mp:30 at one state
+TOL_MODEL = 1e-12
+
+
+def depth3_pin_problem() -> Problem:
+    """L = 3, one example: coordinate (1, 0) reaches 0 at tau ~ 0.458 and slides (the control is
+    a root of a quadratic, not the convex weight), then the column's corner at tau ~ 0.501."""
+    return Problem(depth=3, algorithm="linf-sam", rho=0.5, X=[[3.0, 2.0]], y=[1],
+                   init=Init(layers=[[0.3, 0.6], [0.2, 0.5], [0.9, 0.4]]))
+
+
+def single_pin_problem() -> Problem:
+    """L = 2: v_0 = 0.05 reaches 0 first and slides while u_0 is driven to 0 (then the corner)."""
+    return Problem(depth=2, algorithm="linf-sam", rho=0.5, X=[[3.0, 2.0, 1.0, 0.5]], y=[1],
+                   init=Init(layers=[[0.9, 1.0, 1.0, 1.0], [0.05, 1.0, 1.0, 1.0]]))
+
+
+FILIPPOV_RUNS = {
+    "single-pin": (single_pin_problem, "1e20", "physical"),
+    "depth3-pin": (depth3_pin_problem, "3", "rescaled"),     # float64's clock was 3.5e-3 off mp's here
+    "g-slide": (g_sliding_problem, "0.2", "rescaled"),        # several examples: G_1 by equivalent control
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILIPPOV_RUNS))
+def test_linf_sam_sliding_cases_agree_in_both_precisions(name):
+    make, horizon, kind = FILIPPOV_RUNS[name]
+    a, b = both(make(), horizon, time=kind)
+    assert a.ok and b.ok, (a.status, b.status)
+    assert compare(a, b) == []
+    # the same mode sequence: one settle rule decides in both precisions
+    modes = [[(e["kind"], e["mode"]) for e in tr.stats["event_log"] if "mode" in e] for tr in (a, b)]
+    assert modes[0] == modes[1] and any(m["pinned"] or m["g_sliding"] for _, m in modes[0])
+
+
+MODEL_STATES = ["L2 single pin", "L2 corner", "L3 pin", "g slide"]
+
+
+def model_state(name: str):
+    """``(problem, w, coordinate candidates, g candidates)`` on each kind of surface."""
+    if name.startswith("L2"):
+        w = np.array([0.0, 0.2, 0.2, 0.2, 0.3 if name == "L2 single pin" else 0.0, 0.2, 0.2, 0.2])
+        return single_pin_problem(), w, [0] if name == "L2 single pin" else [0, 4], []
+    if name == "L3 pin":     # (the first event of the depth-3 run)
+        return depth3_pin_problem(), np.array([0.0527864, 0.60042078, 0.0, 0.49081675, 1.06568543, 0.39957922]), [2], []
+    p = g_sliding_problem()
+    tr = simulate(p, "0.2", time="rescaled")
+    at = tr.stats["event_log"][1]["tau"]        # g_1 reaches 0 and slides
+    return p, tr.weights[int(np.argmin(np.abs(tr.tau - at)))].ravel(), [], [1]
+
+
+def model_disagreements(p, w, cand, gcand, mp_model=None) -> list[str]:
+    """Where the float64 and mp Filippov models differ at ``w`` beyond ``TOL_MODEL`` (empty: agree)."""
+    from sambias.flows.filippov import FilippovModel, MpFilippovModel
+    from sambias.flows.mp_field import mp_field
+
+    def far(x, y) -> bool:
+        x, y = np.asarray(x, float), np.asarray([float(v) for v in np.ravel(y)])
+        return bool(np.any(np.abs(x.ravel() - y) > TOL_MODEL * np.maximum(1.0, np.abs(x.ravel()))))
+
+    m64 = FilippovModel(p)
+    c = np.zeros(p.depth * p.dim, bool)
+    c[cand] = True
+    gc = np.zeros(p.dim, bool)
+    gc[gcand] = True
+    mode64, dec64 = m64.settle(w, m64.initial_mode(w), c, gc, tol=m64.settle_tol(w, m64.initial_mode(w)))
+    bad = []
+    with mpmath.workdps(30):
+        mf = mp_field(p)
+        mmp = (mp_model or MpFilippovModel)(p, mf.rescaled_mp, mf, mpmath.mpf("1e-26"), 30)
+        wm = mf.to_mp(w)
+        start = mmp.initial_mode(wm)
+        modemp, decmp = mmp.settle(wm, start, c, gc, tol=mmp.settle_tol(wm, start))
+        if dec64 != decmp:
+            bad.append(f"decisions {dec64} vs {decmp}")
+            return bad
+        if far(m64.sigma(w, mode64), mmp.sigma(wm, modemp)):
+            bad.append("switches (equivalent controls)")
+        f64, l64 = m64.flow(w, mode64)
+        fmp, lmp = mmp.flow(wm, modemp)
+        if far(f64, fmp) or far([l64], [lmp]):
+            bad.append("Filippov flow or clock")
+        if mode64.gslide.any() and far(mode64.cg[mode64.gslide], modemp.cg[modemp.gslide]):
+            bad.append("g controls")
+        r64 = [m64.pin_release(w, mode64, q) for q in m64.single_pins(mode64)]
+        if m64.single_pins(mode64) != mmp.single_pins(modemp) or far(r64, [mmp.pin_release(wm, modemp, q)
+                                                                           for q in mmp.single_pins(modemp)]):
+            bad.append("release values")
+    return bad
+
+
+@pytest.mark.parametrize("name", MODEL_STATES)
+def test_filippov_model_decides_the_same_in_float64_and_mp(name):
+    # one implementation, two arithmetics: mode decisions, controls, flow, clock and release
+    # values at the same state agree to round-off (the old duplicated copies differed: the
+    # g-sliding residual, the release value while sliding, odd-depth corners, sign(g) = 0)
+    assert model_disagreements(*model_state(name)) == []
+
+
+def test_model_comparison_rejects_a_diverged_copy():
+    """Negative control: an mp copy with another control root (largest |c|) or another
+    tangency tolerance is caught by the comparison above."""
+    from sambias.flows.filippov import MpFilippovModel
+
+    class LargestRoot(MpFilippovModel):
+        def pin_control(self, W, Pi, G, k, j):
+            roots = [-W[m, j] / (self.rho * G[j] * np.prod(np.delete(Pi[:, j], [m, k])))
+                     for m in range(self.L) if m != k]
+            return max(roots, key=abs)
+
+    class NoTolerance(MpFilippovModel):
+        def settle_tol(self, w, mode):
+            return 1e6           # everything tangent: every candidate slides
+
+    assert "switches (equivalent controls)" in model_disagreements(*model_state("L3 pin"), mp_model=LargestRoot)
+    # |v_0| = 0.8 > rho: u_0 crosses (both sides push it the same way) unless all is "tangent"
+    crossing = (single_pin_problem(), np.array([0.0, 0.2, 0.2, 0.2, 0.8, 0.2, 0.2, 0.2]), [0], [])
+    assert model_disagreements(*crossing) == []
+    assert any(b.startswith("decisions") for b in model_disagreements(*crossing, mp_model=NoTolerance))

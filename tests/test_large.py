@@ -16,7 +16,7 @@ import sympy as sp
 from sambias import Init, Problem
 from sambias.errors import ProblemError
 from sambias.symbolic import Algorithm, GeneratedField, register_algorithm, unregister_algorithm
-from sambias.symbolic.large import DataCurvature, rescaled_jac_operator
+from sambias.symbolic.large import DataCurvature, data_curvature, rescaled_jac_operator
 from tests.oracles.field import NumpyField
 
 ALGORITHMS = ["gd", "l2-sam", "linf-sam", "usam", "asam"]
@@ -204,3 +204,104 @@ def test_saturated_softmax_keeps_the_log_speed_gradient(algorithm, monkeypatch):
     # negative control: the raw (uncentred) product on the same points is far off somewhere
     monkeypatch.setattr(DataCurvature, "rmatvec", _uncentred_rmatvec)
     assert max(_log_speed_gradient_error(f, w) for f, w in points) > 1e-2
+
+
+@pytest.mark.parametrize("algorithm", ["l2-sam", "asam", "usam"])
+@pytest.mark.parametrize("loss", ["exp", "logistic"])
+def test_right_hand_side_makes_one_product_with_m(algorithm, loss, monkeypatch):
+    """d log S(W~(W))/dW folds every product with M (the g-term and each global sum's) into one
+    row vector -- one ``u @ M`` per right-hand side, O(n d) each -- and still equals the oracle
+    (ASAM, which the oracle lacks: central differences)."""
+    monkeypatch.setenv("SAMBIAS_JIT", "0")
+    rng = np.random.default_rng(zlib.crc32(f"one-pass/{algorithm}/{loss}".encode()))
+    p = _problem(rng, 2, 5, 8, algorithm, loss)
+    f = GeneratedField(p)
+    w = p.initial_weights().ravel()
+    calls = []
+    rmatvec = DataCurvature.rmatvec
+    monkeypatch.setattr(DataCurvature, "rmatvec", lambda self, u: calls.append(np.ndim(u)) or rmatvec(self, u))
+    dw, ls, grad = f.rescaled_with_grad(w)
+    assert calls == [1]
+    if algorithm != "asam":
+        dw_r, ls_r, grad_r = NumpyField(p).rescaled_with_grad(w)
+        np.testing.assert_allclose(dw, dw_r, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(grad, grad_r, rtol=1e-10, atol=1e-12 * np.abs(grad_r).max())
+    assert _log_speed_gradient_error(f, w) < 1e-6
+
+
+def test_exp_loss_shortcuts_are_exact_and_conditional(monkeypatch):
+    """With phi' constant (exp loss) the data curvature's e is 0 and d log S/d beta is -phi' g:
+    both skip a pass over A.  Negative control: the same shortcut forced on the logistic loss
+    (phi' varies) gives a wrong gradient."""
+    monkeypatch.setenv("SAMBIAS_JIT", "0")
+    rng = np.random.default_rng(21)
+    p = _problem(rng, 2, 5, 8, "l2-sam", "exp")
+    f = GeneratedField(p)
+    beta = rng.normal(size=5)
+    z, _, q, g = f._coupling(beta)
+    (dphi,) = f.kernels.dphi(z)
+    M = data_curvature(f, z, q, g)
+    full = DataCurvature(f.A, q, q * dphi)                       # e computed from the data
+    assert np.all(M.e == 0.0) and np.abs(full.e).max() < 1e-14 * np.abs(f.A).max()
+    np.testing.assert_allclose(f._dlogS_dbeta(z, q, g), (q * dphi) @ f.A, rtol=1e-14, atol=0)
+
+    # negative control: the logistic loss (phi' varies) -- both shortcuts would be wrong there,
+    # and the field does not take them
+    fl = GeneratedField(p.replace(loss="logistic"))
+    z, _, q, g = fl._coupling(beta)
+    (dphi,) = fl.kernels.dphi(z)
+    h = (q * dphi) @ fl.A
+    np.testing.assert_allclose(fl._dlogS_dbeta(z, q, g), h, rtol=1e-14, atol=0)
+    assert np.abs(-dphi[0] * g - h).max() > 1e-3 * np.abs(h).max()
+    full = DataCurvature(fl.A, q, q * dphi)
+    np.testing.assert_allclose(data_curvature(fl, z, q, g).e, full.e, rtol=1e-12, atol=1e-15)
+    assert np.abs(full.e).max() > 1e-3
+    v = rng.normal(size=5)
+    zero_e = DataCurvature(fl.A, q, q * dphi, e=np.zeros(5))
+    assert np.abs(zero_e @ v - full @ v).max() > 1e-3 * np.abs(full @ v).max()
+
+
+def test_large_data_evaluates_on_one_blas_thread_and_restores_it(monkeypatch):
+    """n d >= SINGLE_THREAD_ND: the field's passes over A run on one BLAS thread (threads only
+    wait for each other on memory-bound products when the cores are shared), the configured
+    count is restored afterwards, and the values do not depend on it.  Negative controls:
+    ``SAMBIAS_BLAS_THREADS=all`` and small data leave BLAS alone."""
+    from sambias.symbolic import large
+
+    monkeypatch.setenv("SAMBIAS_JIT", "0")
+    libs = large._blas_libs()
+    if not libs:
+        pytest.skip("threadpoolctl finds no BLAS library to control")
+    configured = [lib.num_threads for lib, _ in libs]
+    rng = np.random.default_rng(2)
+    p = _problem(rng, 2, 50, 400, "l2-sam")                 # n d = 20000
+    seen = []
+    coupling = GeneratedField._coupling
+
+    def spy(self, *args, **kwargs):
+        seen.append(max(lib.num_threads for lib, _ in libs))
+        return coupling(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeneratedField, "_coupling", spy)
+    w = p.initial_weights().ravel()
+    f = GeneratedField(p)
+    one = f.rescaled_with_grad(w)
+    assert seen and set(seen) == {1}
+    assert [lib.num_threads for lib, _ in libs] == configured
+    monkeypatch.setenv("SAMBIAS_BLAS_THREADS", "all")
+    seen.clear()
+    f_all = GeneratedField(p)
+    assert f_all._blas is False
+    both = f_all.rescaled_with_grad(w)
+    assert set(seen) == {max(configured)}
+    for a, b in zip(one, both):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14 * np.abs(np.asarray(b)).max())
+    monkeypatch.delenv("SAMBIAS_BLAS_THREADS")
+    assert GeneratedField(_problem(rng, 2, 5, 8, "l2-sam"))._blas is False      # n d = 40
+    # the context itself: nested, restored, None = the configured count
+    with large.blas_threads(1):
+        assert {lib.num_threads for lib, _ in libs} == {1}
+        with large.blas_threads(None):
+            assert [lib.num_threads for lib, _ in libs] == [d for _, d in libs]
+        assert {lib.num_threads for lib, _ in libs} == {1}
+    assert [lib.num_threads for lib, _ in libs] == configured

@@ -54,6 +54,17 @@ def _fake(leaders, weights_final, algorithm="l2-sam", rho=0.5, status="ok"):
                       log10_loss=np.array([0.0, -3.0]), status=status, dominant=dom)
 
 
+def test_a_run_that_stopped_at_its_start_is_inconclusive_not_fails():
+    """A solver failure at tau = 0 (no leader located; seen in the full catalogue) says
+    nothing about the sequence; the same empty run once settled would contradict it."""
+    start = np.full((2, 4), 0.2)
+    tr = _fake((), start, status="solver: ValueError (`ts` must be strictly increasing or decreasing.)")
+    v = check_leader_sequence(tr, LeaderSequence((2, 1, 0)))
+    assert v.outcome == "inconclusive" and "run stopped: solver" in v.reason, v.reason
+    settled = _fake((), np.array([[9.0, 1.0, 1.0, 1.0]] * 2))    # control: N >> 2 rho max x, no leader seen
+    assert check_leader_sequence(settled, LeaderSequence((2, 1, 0))).fails
+
+
 def test_check_leader_sequence_holds_fails_and_waits():
     settled = np.array([[9.0, 1.0, 1.0, 1.0]] * 2)      # the major leads, N >> 2 rho max x
     unsettled = np.array([[0.3, 0.5, 0.2, 0.2]] * 2)

@@ -689,6 +689,11 @@ def _sensitivity_generate(rng: np.random.Generator, n: int) -> Iterable[Instance
         a = np.full(d, 0.7 * rho)
         a[minor_k] = 1.5 * rho
         members.append(a)
+        # one member on the dominant coordinate at both depths (only the major grows): with
+        # the member above, the "swapped-pairs" control has a pair to exchange
+        a = np.full(d, 0.7 * rho)
+        a[major] = 1.5 * rho
+        members.append(a)
         for _ in range(2):
             a = rng.uniform(0.5 * rho, 1.8 * rho, size=d)
             members.append(np.where(np.abs(a - rho) < 0.1 * rho, a + 0.2 * rho, a))
@@ -696,7 +701,30 @@ def _sensitivity_generate(rng: np.random.Generator, n: int) -> Iterable[Instance
         for L in (2, 3):
             problems += [_single(x, depth=L, algorithm="linf-sam", rho=rho, init=Init(layers=[m.tolist()] * L))
                          for m in members]
-        yield Instance(tuple(problems), "deeper-more-sensitive", label=f"x d={d}, rho={rho:.3g}, 4 inits x L in {{2,3}}")
+        yield Instance(tuple(problems), "deeper-more-sensitive",
+                       label=f"x d={d}, rho={rho:.3g}, {len(members)} inits x L in {{2,3}}")
+
+
+def _swapped_pairs_control(inst: Instance) -> Instance | None:
+    """The L = 3 runs of two inits exchanged: one that ends off the dominant coordinate at
+    both depths (by the L = 2 rule and Cor 3.5) and one that ends on it at both.  The
+    counts off the dominant stay the same at each depth, so only the per-init subset test
+    can reject it -- a check comparing counts alone would accept runs paired with the
+    wrong inits."""
+    half = len(inst.problems) // 2
+    def off(p) -> bool:
+        lim = C.predict_linf_limit(p)
+        return lim.kind != "basis" or lim.index != int(np.argmax(np.abs(p.X[0])))
+    flags = [(off(inst.problems[i]), off(inst.problems[half + i])) for i in range(half)]
+    both = [i for i, f in enumerate(flags) if f == (True, True)]
+    neither = [i for i, f in enumerate(flags) if f == (False, False)]
+    if not both or not neither:
+        return None
+    i, k = both[0], neither[0]
+    deep = list(inst.problems[half:])
+    deep[i], deep[k] = deep[k], deep[i]
+    return Instance(tuple(inst.problems[:half]) + tuple(deep), inst.prediction,
+                    inst.label + f" [L = 3 runs of inits {i} and {k} exchanged]")
 
 
 def _check_sensitivity(trajs, prediction: str) -> Verdict:
@@ -742,6 +770,9 @@ LINF_SENSITIVITY = Claim(
     negative_controls=(
         NegativeControl("reversed", "L = 2 is the more init-sensitive depth",
                         lambda inst: _with_prediction(inst, "shallower-more-sensitive", "reversed")),
+        NegativeControl("swapped-pairs", "the L = 3 runs of an init off the dominant coordinate at both depths "
+                        "and one on it at both exchanged (same counts; only the per-init subset test rejects it)",
+                        _swapped_pairs_control),
     ),
     rivals=(Rival("shallower-more-sensitive", lambda ps: "shallower-more-sensitive",
                   "L = 2 is the more init-sensitive depth"),
@@ -904,6 +935,12 @@ def _amplification_generate(rng: np.random.Generator, n: int) -> Iterable[Instan
                    label="THEORY.md x, rho 0.5, scale 0.25 (transient: coordinate 0 shrinks first)")
     yield Instance(_one(_single(THEORY_X, depth=2, algorithm="l2-sam", rho=0.5, init=Init(scale=0.3))),
                    label="THEORY.md x, rho 0.5, scale 0.3")
+    # planted for part (d): a large init, the major leads throughout (no minor phase), yet
+    # coordinate 1's share rises and peaks while the major's still rises.  Here (d) alone
+    # rejects the reversed order: (a) the first leader, (b) a single leader, (c) one leader
+    # ending at the major and (e) no minor phase all agree with it.
+    yield Instance(_one(_single(THEORY_X, depth=2, algorithm="l2-sam", rho=0.5, init=Init(scale=0.6))),
+                   label="THEORY.md x, rho 0.5, scale 0.6 (major throughout; share peaks 1 then 0: part (d) decides)")
     while True:
         d = int(rng.integers(3, 6))
         x = _magnitudes(rng, d, gap=1.2)
@@ -928,8 +965,10 @@ def _check_amplification(trajs, prediction) -> Verdict:
     return C.check_amplification(trajs[0], prediction)
 
 
-def _gd_control(inst: Instance) -> Instance:
+def _gd_control(inst: Instance) -> Instance | None:
     p = inst.problems[0]
+    if isinstance(inst.prediction, C.Amplification) and not inst.prediction.minor_phase:
+        return None  # "major throughout" is GD's behaviour too: no control there
     return Instance((p.replace(algorithm="gd"),), inst.prediction, inst.label + " [GD instead of l2-SAM]")
 
 
@@ -953,10 +992,12 @@ AMPLIFICATION = Claim(
           r"\arg\max_j|x_j|(1-\rho|x_j|/N_0)\ne\arg\max_j|x_j|;\ \text{for}\ t\ge t_0\ "
           r"(N\uparrow)\ |x_{\rm leader}|\ \text{is nondecreasing and ends at}\ \max_j|x_j|",
     hypotheses="one example, uniform init alpha not collapsing; instances have rho max|x| <= N(0) < rho (x_(1)+x_(2)) "
-               "(or THEORY.md's x with scale 0.25/0.3), so a minor coordinate grows fastest at t = 0",
+               "(or THEORY.md's x with scale 0.25/0.3), so a minor coordinate grows fastest at t = 0; one more has "
+               "a large init (THEORY.md's x, scale 0.6) where the major leads throughout (predicted: no minor "
+               "phase) and only the share-peak order (d) separates the reversed order",
     source="paper abstract",
     generate=_amplification_generate, predict=_predict_amplification, check=_check_amplification,
-    settings=SimSettings(horizon="1e10000", quick_horizon="1e1000", instances=7, quick_instances=3),
+    settings=SimSettings(horizon="1e10000", quick_horizon="1e1000", instances=8, quick_instances=4),
     negative_controls=(
         NegativeControl("gd-amplifies", "GD shows the same sequential amplification", _gd_control),
         NegativeControl("major-first", "the reversed order: major first, minor last", _reverse_control),
@@ -1114,30 +1155,65 @@ GD_POINTS = Claim(
             Rival("first-gradient", _rival_first_gradient, "the direction of the first gradient step")))
 
 
+# --- the logistic loss ---------------------------------------------------------------------------
+LOGISTIC_NOTE = ("exp or logistic loss (both exponential-tailed; one example: the perturbation does not "
+                 "involve l' and the rescaled flow is the same, only the clock t(tau) differs)")
+
+
+def _logistic_too(claim: Claim, note: str = LOGISTIC_NOTE) -> Claim:
+    """``claim`` with a logistic-loss copy of its first instance as its second, in the
+    quick and the full run (one more instance in each), and ``note`` in its hypotheses.
+
+    Every claim built here should hold for both losses: the limits (max-margin, KKT) hold
+    for exponential-tailed losses; for one example the ℓ2-SAM and ℓ∞-SAM perturbations do
+    not involve ``l'`` (THEORY.md: the normalisation cancels it; a sign ignores it), so the
+    rescaled flow, and with it every init rule, fate, leader and collapse, is the same."""
+    base = claim.generate
+
+    def generate(rng: np.random.Generator, n: int) -> Iterable[Instance]:
+        it = iter(base(rng, n))
+        first = next(it)
+        yield first
+        problems = tuple(p.replace(loss="logistic") for p in first.problems)
+        yield Instance(problems, first.prediction, first.label + " [logistic loss]")
+        yield from it
+
+    s = claim.settings
+    settings = dataclasses.replace(s, instances=s.instances + 1, quick_instances=s.quick_instances + 1)
+    hyp = claim.hypotheses.replace("exponential loss", "exp or logistic loss")
+    if "logistic" not in hyp:
+        hyp = f"{hyp}; {note}"
+    return dataclasses.replace(claim, generate=generate, settings=settings, hypotheses=hyp)
+
+
 # --- the catalogue -------------------------------------------------------------------------------
 def catalogue() -> tuple[Claim, ...]:
-    """Every claim, in reporting order (a fresh tuple; claims are immutable)."""
+    """Every claim, in reporting order (a fresh tuple; claims are immutable).  The claims
+    of this module each get a logistic-loss instance (:func:`_logistic_too`); those of
+    the other modules have their own."""
     return (
-        _l1_claim("gd", "l1-gd-maxmargin", "GD", "paper abstract",
-                  "separable data, exponential loss, any init (L = 1: beta = w)"),
-        _l1_claim("l2-sam", "l1-l2sam-maxmargin", "l2-SAM", "paper abstract",
-                  "separable data, exponential loss, any rho >= 0 and init"),
-        _l1_claim("linf-sam", "l1-linfsam-maxmargin", "linf-SAM", "paper abstract",
-                  "almost every separable dataset, any rho and init (Thm 3.1, via secondary sources)",
-                  # some linf-SAM runs crawl past log10 t ~ 1e3 (thousands of Radau steps per decade)
-                  SimSettings(horizon="1e1000", quick_horizon="1e1000", instances=6, quick_instances=2,
-                              max_steps=20000)),
-        GD_DOMINANT,
-        LINF_RULE,
-        LINF_ANY,
-        LINF_DEEP,
-        LINF_SENSITIVITY,
-        FATES,
-        L2SAM_LIMIT,
-        AMPLIFICATION,
-        AMPLIFICATION_INIT,
-        COLLAPSE,
-        GD_POINTS,
+        *map(_logistic_too, (
+            _l1_claim("gd", "l1-gd-maxmargin", "GD", "paper abstract",
+                      "separable data, exponential loss, any init (L = 1: beta = w)"),
+            _l1_claim("l2-sam", "l1-l2sam-maxmargin", "l2-SAM", "paper abstract",
+                      "separable data, exponential loss, any rho >= 0 and init"),
+            _l1_claim("linf-sam", "l1-linfsam-maxmargin", "linf-SAM", "paper abstract",
+                      "almost every separable dataset, any rho and init (Thm 3.1, via secondary sources)",
+                      # some linf-SAM runs crawl past log10 t ~ 1e3 (thousands of Radau steps per decade)
+                      SimSettings(horizon="1e1000", quick_horizon="1e1000", instances=6, quick_instances=2,
+                                  max_steps=20000)),
+            GD_DOMINANT,
+            LINF_RULE,
+            LINF_ANY,
+            LINF_DEEP,
+            LINF_SENSITIVITY,
+            FATES,
+            L2SAM_LIMIT,
+            AMPLIFICATION,
+            AMPLIFICATION_INIT,
+            COLLAPSE,
+            GD_POINTS,
+        )),
         *_more_claims(),
     )
 

@@ -83,6 +83,11 @@ def check_leader_sequence(traj, prediction: LeaderSequence) -> Verdict:
                            {**ev, "decided_by": "escaped"})
         return Verdict("inconclusive", "predicted a collapse; the run has neither collapsed nor escaped yet",
                        math.nan, {**ev, "decided_by": "horizon (not settled)"})
+    if not seen and not _settled(traj):
+        # no leader located at all: a run that stopped at its start (a solver failure) is
+        # evidence of nothing -- () is a prefix of every sequence
+        return Verdict("inconclusive", f"no leader located{C._note(traj)}: predicted {prediction.describe()}",
+                       math.nan, {**ev, "decided_by": "horizon (not settled)"})
     if seen == prediction.leaders:
         return Verdict("holds", f"leaders {' > '.join(map(str, seen))} as predicted (tau_final {traj.tau_final:.4g})",
                        float(len(seen) - 1), {**ev, "decided_by": "leader sequence"})
@@ -318,7 +323,7 @@ PHASES = Claim(
     hypotheses="one example, y x_j > 0, distinct |x_j|, uniform init; c(x) is the collapse threshold of THEORY.md's "
                "reduction (bisection; 0.3965 for x = (3, 2, 1, 0.5), against the trivial sufficient bound 0.0937); "
                "runs at 0.97 / 1.04 c(x) and 0.9 / 1.06 of the major boundary, at rho = 0.25, 0.5, 1 (quick: 0.5, 1); rescaled "
-               "horizon tau = 40",
+               "horizon tau = 40; exp or logistic loss (the normalisation cancels l': the same rescaled flow)",
     source="derivation in THEORY.md",
     generate=_phases_generate, predict=_predict_phases, check=check_phases,
     settings=SimSettings(horizon="40", quick_horizon="40", time="rescaled", instances=3, quick_instances=1),

@@ -9,7 +9,9 @@ claim this applies (no new simulations -- the claim's trajectories are reused):
 * the generic per-instance mutants of :func:`~sambias.verify.catalogue.prediction_mutants`
   (another basis vector, the negated or rotated target, 0, the reversed order, ...);
 * code mutants (:func:`code_mutants`): parts of the checks switched off, a reference
-  computed with the wrong exponent -- killed when some verdict of the claim changes.
+  computed with the wrong exponent -- killed when some verdict of the claim changes (its
+  instances', its rivals', the generic mutants' and the negative controls' that reuse the
+  claim's runs).
 
 A mutant is *rejected* when the check says "fails" on at least one instance where it
 disagrees with the claim (a mutant that never disagrees is reported as not separated:
@@ -115,7 +117,8 @@ class CodeMutant:
     """A deliberate bug in the verifier: ``patch()`` returns the attribute patches
     (``(module, name, replacement)``) that plant it.  It is *killed* when, with the patches
     applied, some verdict on the quick catalogue's own runs changes (a claim's instance, a
-    rival's or a generic mutant's) -- i.e. the catalogue depends on the code it removes."""
+    rival's, a generic mutant's or a negative control's on the same runs) -- i.e. the
+    catalogue depends on the code it removes."""
 
     name: str
     claims: tuple[str, ...]
@@ -202,6 +205,32 @@ def _outcomes(res, check, generic: bool) -> list[str]:
         if generic:
             for _, wrong in (res.claim.mutants or prediction_mutants)(ir.instance.prediction, ir.instance):
                 out.append(safe_check(check, ir.trajectories, wrong).outcome)
+        out += _control_outcomes(res, ir, check)
+    return out
+
+
+def _control_outcomes(res, ir, check) -> list[str]:
+    """The verdicts of the claim's negative controls on one instance, for the controls
+    that need no new simulation: those whose mutated problems are all among the
+    instance's own (another prediction, or the same runs regrouped).  A control that
+    simulates other problems (GD instead of SAM) is left out: its runs are not kept."""
+    import json
+
+    runs = {json.dumps(p.to_dict(), sort_keys=True): tr for p, tr in zip(ir.instance.problems, ir.trajectories)}
+    out = []
+    for nc in res.claim.negative_controls:
+        try:
+            mutated = nc.mutate(ir.instance)
+            if mutated is None:
+                continue
+            mutated = res.claim.complete(mutated)
+            trajs = [runs.get(json.dumps(p.to_dict(), sort_keys=True)) for p in mutated.problems]
+        except Exception:
+            out.append("n/a")
+            continue
+        if any(t is None for t in trajs):
+            continue
+        out.append(safe_check(check, trajs, mutated.prediction).outcome)
     return out
 
 
