@@ -117,6 +117,16 @@ class Float64Stepper:
         return brentq(f, a, b, xtol=4 * _EPS, rtol=4 * _EPS)
 
 
+
+def _illinois_shrink(a, fa, b, fb, x, fx, side: int):
+    """One Illinois update of the bracket ``[a, b]`` by the iterate ``(x, fx)``.
+
+    The end kept twice in a row has its value halved, so regula falsi cannot stall on one side.
+    """
+    if (fx > 0) == (fa > 0):
+        return x, fx, b, (fb / 2 if side == -1 else fb), -1
+    return a, (fa / 2 if side == 1 else fa), x, fx, 1
+
 class MpStepper:
     """A GBS/RKF78 integrator of :mod:`.mp_integrators` stepping ``dy/dt = fun(y)`` in mpmath.
 
@@ -272,16 +282,7 @@ class MpStepper:
             fx = fn(x, y)
             if fx == 0 or abs(fx) <= ftol:
                 return x
-            if (fx > 0) == (fa > 0):
-                a, fa = x, fx
-                if side == -1:
-                    fb /= 2
-                side = -1
-            else:
-                b, fb = x, fx
-                if side == 1:
-                    fa /= 2
-                side = 1
+            a, fa, b, fb, side = _illinois_shrink(a, fa, b, fb, x, fx, side)
             if b - a <= self.rtol * span:
                 return b
             x = self._newton(fn, x, y, fx, span, dense)
@@ -333,16 +334,7 @@ class MpStepper:
                 gx = g(x)
                 if gx == 0 or hi - lo <= mp.mpf("1e-12") * h:
                     return x
-                if (gx > 0) == (glo > 0):
-                    lo, glo = x, gx
-                    if side == -1:
-                        ghi /= 2
-                    side = -1
-                else:
-                    hi, ghi = x, gx
-                    if side == 1:
-                        glo /= 2
-                    side = 1
+                lo, glo, hi, ghi, side = _illinois_shrink(lo, glo, hi, ghi, x, gx, side)
             return x
         except Exception:   # noqa: BLE001 - a guess only; the caller falls back to the bracket
             return None
@@ -363,16 +355,7 @@ class MpStepper:
             fx = fn(x, dense(x))
             if fx == 0 or (ftol is not None and abs(fx) <= ftol):
                 return x
-            if (fx > 0) == (fa > 0):
-                a, fa = x, fx
-                if side == -1:
-                    fb /= 2
-                side = -1
-            else:
-                b, fb = x, fx
-                if side == 1:
-                    fa /= 2
-                side = 1
+            a, fa, b, fb, side = _illinois_shrink(a, fa, b, fb, x, fx, side)
             if b - a <= self.rtol * span:
                 return b
         return b
